@@ -1,0 +1,53 @@
+# streamlab: Kafka + Spark + HDFS orchestrated by Airflow 3, on one machine.
+# `make up` installs what is missing and starts the stack; `make test` runs every test.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help up down status clean deps venv test test-unit lint demo bench
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || \
+	  { echo "Python 3.10 or newer is needed (found: $$($(PYTHON) --version 2>&1)). Set PYTHON=..."; exit 1; }
+	@command -v krb5-config >/dev/null || \
+	  { echo "Missing krb5-config: the HDFS provider's gssapi dependency builds against it."; \
+	    echo "Install it first: apt-get install -y libkrb5-dev   (see README, Prerequisites)"; exit 1; }
+	@echo "[streamlab] creating $(VENV) and installing requirements.txt (first time: ~4 min)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off -q --upgrade pip
+	$(PY) -m pip install --progress-bar off -r requirements.txt
+	@touch $@
+
+venv: $(VENV_STAMP) ## create the virtualenv with the pinned Python packages
+
+deps: venv ## install everything (venv + Kafka/Hadoop/Spark-connector jars from Maven)
+	@$(PY) -m streamlab.deps
+
+up: deps ## install what is missing, start Kafka, HDFS and Airflow, wait until healthy
+	@$(PY) -m streamlab.stack up
+
+down: ## stop every process of the stack (graceful, then forceful)
+	@if [ -x $(PY) ]; then $(PY) -m streamlab.stack down; fi
+
+status: ## health of every service
+	@$(PY) -m streamlab.stack status
+
+clean: ## stop the stack and wipe its state (var/); keeps the venv and jars
+	@if [ -x $(PY) ]; then $(PY) -m streamlab.stack clean; else rm -rf var; fi
+
+test: deps ## run the whole test suite (unit + integration on an isolated real stack)
+	$(PY) -m pytest
+
+test-unit: deps ## only the tests that need no running service
+	$(PY) -m pytest -m "not integration"
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,240 @@
+"""Streaming word count: Kafka text lines -> running totals on a compacted Kafka topic.
+
+The lab's job, kept alive by DAG `streaming_wordcount`. By hand, against the local stack
+(`eval "$(.venv/bin/python -m streamlab.stack env)"` first, or use the `bin/` wrappers):
+
+    spark-submit --name wordcount_stream --py-files spark_jobs/textproc.py \\
+        spark_jobs/wordcount_stream.py 127.0.0.1:9092 Hello-Kafka wordcount --console >> out
+
+    positional: <bootstrap-servers> <subscribe-topics (comma-separated)> <group-id>
+    --output-topic wordcounts     compacted topic of running totals (key word, value "count")
+    --checkpoint PATH             default /checkpoints/wordcount_stream/<group-id>, on the default
+                                  file system (HDFS in the stack: spark.hadoop.fs.defaultFS)
+    --console                     also print each micro-batch's updated totals as a table
+    --console-file PATH           the same table, appended to PATH ($VARS and ~ expanded)
+    --trigger 0s                  micro-batch interval ("0s": next batch as soon as one ends)
+    --starting-offsets earliest   where a brand-new checkpoint starts reading
+    --min-partitions N            split the input into at least N Spark tasks per batch
+
+What it computes: words are maximal runs of Unicode letters and digits after lower-casing
+(spark_jobs/textproc.py). Bad input is data, never an error: a null value or an empty line has
+no words, invalid UTF-8 bytes become U+FFFD (which separates words), a 1 MiB line is counted
+like any other (Kafka's size limits apply, see docs/streaming.md).
+
+Exactness: one streaming aggregation in "update" mode; each micro-batch writes, for every word
+it saw, the word's new running total. Offsets and aggregation state live in the checkpoint,
+so a restart after kill -9 resumes where the last committed micro-batch ended (see
+`write_totals` for why a replayed micro-batch cannot make the latest value wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from textproc import word_counts
+
+APP_NAME = "wordcount_stream"
+DEFAULT_OUTPUT_TOPIC = "wordcounts"
+DEFAULT_CHECKPOINT_ROOT = "/checkpoints/wordcount_stream"
+
+# Tuned for a small machine (2 cores) and sub-second latency. They only take effect when the
+# session is created here (spark-submit); `--conf` on the command line still wins.
+SPARK_CONF: dict[str, str] = {
+    # Few, cheap state partitions: each one is a state store (files in the checkpoint) touched
+    # by every micro-batch. Fixed by the checkpoint once the query has started.
+    "spark.sql.shuffle.partitions": "2",
+    # RocksDB keeps the state off the JVM heap (it grows with the vocabulary), and changelog
+    # checkpointing uploads only the changed keys per micro-batch instead of a full snapshot.
+    "spark.sql.streaming.stateStore.providerClass": (
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+    ),
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    # Kafka offsets are fetched by an admin client in the driver; no consumer group drift.
+    "spark.sql.streaming.kafka.useDeprecatedOffsetFetching": "false",
+    # Streaming tasks are tiny and frequent: do not wait for data locality.
+    "spark.locality.wait": "0s",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Transform (pure: DataFrame -> DataFrame, works on batch and streaming DataFrames alike)
+# ---------------------------------------------------------------------------------------------
+def decode_lines(records: DataFrame) -> DataFrame:
+    """Kafka records (binary `value`) -> one string column `value`, always valid UTF-8.
+
+    Invalid byte sequences become U+FFFD (not a letter or digit, so it separates words);
+    a null value stays null (textproc treats it as a line without words).
+    """
+    return records.select(F.make_valid_utf8(F.col("value").cast("string")).alias("value"))
+
+
+def running_totals(records: DataFrame) -> DataFrame:
+    """Kafka records -> `word` (string), `count` (long): totals over every record read."""
+    return word_counts(decode_lines(records), "value")
+
+
+def to_kafka_records(totals: DataFrame) -> DataFrame:
+    """`word`, `count` -> Kafka `key` (the word, UTF-8) and `value` (the count in decimal)."""
+    return totals.select(
+        F.col("word").alias("key"),
+        F.col("count").cast("string").alias("value"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Extract and load
+# ---------------------------------------------------------------------------------------------
+def read_lines(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
+    """The input topics as a streaming DataFrame of Kafka records."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", args.bootstrap_servers)
+        .option("subscribe", args.topics)
+        # Spark tracks offsets in its checkpoint, not in Kafka; the group id only names the
+        # consumers (in broker logs, quotas, ACLs). A prefix keeps each query's group unique.
+        .option("groupIdPrefix", f"{args.group_id}-")
+        .option("startingOffsets", args.starting_offsets)
+        # No maxOffsetsPerTrigger: a micro-batch takes whatever arrived, so a backlog is
+        # absorbed in a few large batches instead of many small ones.
+        # Records deleted by retention before they were read must not stop the job.
+        .option("failOnDataLoss", "false")
+        # Large lines: a fetch may carry records up to this size (the broker limit rules).
+        .option("kafka.max.partition.fetch.bytes", str(16 * 1024 * 1024))
+    )
+    if args.min_partitions:
+        reader = reader.option("minPartitions", str(args.min_partitions))
+    return reader.load()
+
+
+def _print_table(batch: DataFrame, batch_id: int, rows: int, path: str | None) -> None:
+    """The console sink's table (updated totals of one micro-batch), to stdout or a file."""
+    table = batch.orderBy(F.desc("count"), "word")._jdf.showString(rows, 0, False)
+    text = f"-------------------------------------------\nBatch: {batch_id}\n" \
+           f"-------------------------------------------\n{table}\n"
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def write_totals(totals: DataFrame, args: argparse.Namespace) -> StreamingQuery:
+    """Upsert the running totals into the output topic (and print them if asked).
+
+    Why the latest value per key is exact, even after kill -9:
+    - Each micro-batch N is planned by first writing its offset range to the checkpoint's
+      offset log; the aggregation state after N is committed as state version N, and batch N
+      is marked done in the commit log only after its Kafka writes were flushed and acked.
+    - After a crash, Spark replays the last planned but uncommitted batch N with the SAME
+      offset range on top of the SAME state version N-1, so it recomputes exactly the same
+      totals and rewrites the same (word, total) pairs: duplicates of a value, never a
+      different value. Nothing is counted twice (the state is not advanced twice) and nothing
+      is missed (the next batch starts at N's end offset).
+    - Within a batch each word appears once; the Kafka partition of a record depends on its
+      key only, the producer is idempotent (kafka-clients >= 3 default), and batch N+1 starts
+      after N's writes were acked, so per word the last record in the topic is the total after
+      the last batch: the exact count of everything read. Compaction keeps exactly that one.
+    """
+    records = to_kafka_records(totals)
+    writer = (
+        records.writeStream.outputMode("update")
+        .queryName(APP_NAME)
+        .option("checkpointLocation", args.checkpoint)
+        .trigger(processingTime=args.trigger)
+    )
+    kafka_options = {
+        "kafka.bootstrap.servers": args.bootstrap_servers,
+        "topic": args.output_topic,
+        # A word can be as long as a line: allow records as large as the broker accepts.
+        "kafka.max.request.size": str(16 * 1024 * 1024),
+        "kafka.acks": "all",
+        "kafka.enable.idempotence": "true",
+    }
+    console_file = _expand(args.console_file) if args.console_file else None
+    if not (args.console or console_file):
+        return writer.format("kafka").options(**kafka_options).start()
+
+    rows = args.console_rows
+
+    def kafka_and_console(batch: DataFrame, batch_id: int) -> None:
+        # Cached so that the Kafka write and the table do not recompute the stateful batch.
+        batch.persist()
+        try:
+            batch.write.format("kafka").options(**kafka_options).save()
+            totals_view = batch.select(F.col("key").alias("word"), F.col("value").cast("long").alias("count"))
+            if args.console:
+                _print_table(totals_view, batch_id, rows, None)
+            if console_file:
+                _print_table(totals_view, batch_id, rows, console_file)
+        finally:
+            batch.unpersist()
+
+    return writer.foreachBatch(kafka_and_console).start()
+
+
+def _expand(path: str) -> str:
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    if "$" in expanded:
+        raise SystemExit(f"--console-file {path!r}: an environment variable in it is not set")
+    parent = os.path.dirname(os.path.abspath(expanded))
+    os.makedirs(parent, exist_ok=True)
+    return expanded
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=APP_NAME, description=__doc__.splitlines()[0])
+    p.add_argument("bootstrap_servers", help="Kafka bootstrap servers, host:port[,host:port]")
+    p.add_argument("topics", help="input topics, comma-separated")
+    p.add_argument("group_id", help="names the job: consumer group prefix and checkpoint folder")
+    p.add_argument("--output-topic", default=DEFAULT_OUTPUT_TOPIC)
+    p.add_argument(
+        "--checkpoint",
+        help=f"checkpoint folder (default {DEFAULT_CHECKPOINT_ROOT}/<group-id>)",
+    )
+    p.add_argument("--console", action="store_true", help="print updated totals to stdout")
+    p.add_argument("--console-file", help="append the same table to this file")
+    p.add_argument("--console-rows", type=int, default=20, help="rows per table (default 20)")
+    p.add_argument("--trigger", default="0 seconds", help='micro-batch interval, e.g. "1 second"')
+    p.add_argument(
+        "--starting-offsets",
+        default="earliest",
+        help="earliest|latest: where a new checkpoint starts (ignored when resuming)",
+    )
+    p.add_argument("--min-partitions", type=int, help="minimum Spark tasks reading per batch")
+    args = p.parse_args(argv)
+    if not args.checkpoint:
+        args.checkpoint = f"{DEFAULT_CHECKPOINT_ROOT}/{args.group_id}"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    builder = SparkSession.builder.appName(APP_NAME)
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+
+    query = write_totals(running_totals(read_lines(spark, args)), args)
+    print(
+        f"{APP_NAME}: reading {args.topics} -> {args.output_topic}, checkpoint {args.checkpoint}",
+        file=sys.stderr,
+        flush=True,
+    )
+    query.awaitTermination()  # raises if the query fails: the process exits non-zero
+
+
+if __name__ == "__main__":
+    main()

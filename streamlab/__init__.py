@@ -1,0 +1,1 @@
+"""streamlab: shared code of the Kafka + Spark + HDFS platform orchestrated by Airflow."""

@@ -1,0 +1,251 @@
+"""Where the local stack lives and which ports it uses.
+
+One source of truth for the stack manager, the `bin/` wrappers, the tests and the benchmarks.
+Everything is explicit and overridable from the environment, so a test session can run an
+isolated stack (its own state folder and free ports) beside a developer's.
+
+    STREAMLAB_HOME            state folder (default: <repo>/var)
+    STREAMLAB_DEPS            downloaded jars (default: <repo>/.deps)
+    STREAMLAB_PORT_<SERVICE>  e.g. STREAMLAB_PORT_KAFKA=19092 (see PORT_DEFAULTS)
+    STREAMLAB_SPARK_MASTER    master of spark_default (default: local[2])
+    STREAMLAB_AIRFLOW_PARALLELISM  task slots (default: 4, sized for 2 cores)
+
+The ports a stack was started with are saved in `<home>/stack.json`; later commands read them
+from there, so `make status` or `bin/kafka-topics.sh` find a stack started with other ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name -> (default port, what listens there)
+PORT_DEFAULTS: dict[str, tuple[int, str]] = {
+    "kafka": (9092, "Kafka broker"),
+    "kafka_controller": (9093, "Kafka KRaft controller"),
+    "namenode_rpc": (8020, "HDFS NameNode RPC"),
+    "namenode_http": (9870, "HDFS NameNode web UI / WebHDFS"),
+    "datanode": (9866, "HDFS DataNode data transfer"),
+    "datanode_http": (9864, "HDFS DataNode web"),
+    "datanode_ipc": (9867, "HDFS DataNode IPC"),
+    "airflow_api": (8080, "Airflow api-server"),
+}
+
+HOST = "127.0.0.1"  # every server of the local stack listens on loopback only
+
+
+def _env_port(name: str) -> int | None:
+    value = os.environ.get(f"STREAMLAB_PORT_{name.upper()}")
+    if value is None or value == "":
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        raise SystemExit(f"STREAMLAB_PORT_{name.upper()}={value!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise SystemExit(f"STREAMLAB_PORT_{name.upper()}={port} is outside 1..65535")
+    return port
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    home: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    deps: Path = REPO / ".deps"
+    spark_master: str = "local[2]"
+    airflow_parallelism: int = 4
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def load(cls, home: str | Path | None = None) -> StackConfig:
+        """Config from, in order: explicit/env overrides, `<home>/stack.json`, defaults."""
+        home = Path(home or os.environ.get("STREAMLAB_HOME") or REPO / "var").resolve()
+        saved: dict = {}
+        state_file = home / "stack.json"
+        if state_file.exists():
+            try:
+                saved = json.loads(state_file.read_text())
+            except ValueError:
+                saved = {}  # a half-written file from an interrupted `up`: defaults apply
+        ports = {}
+        for name, (default, _) in PORT_DEFAULTS.items():
+            ports[name] = _env_port(name) or saved.get("ports", {}).get(name) or default
+        return cls(
+            home=home,
+            ports=ports,
+            deps=Path(os.environ.get("STREAMLAB_DEPS") or REPO / ".deps").resolve(),
+            spark_master=os.environ.get("STREAMLAB_SPARK_MASTER")
+            or saved.get("spark_master")
+            or "local[2]",
+            airflow_parallelism=int(
+                os.environ.get("STREAMLAB_AIRFLOW_PARALLELISM")
+                or saved.get("airflow_parallelism")
+                or 4
+            ),
+        )
+
+    def save(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.home / "stack.json.tmp"
+        tmp.write_text(
+            json.dumps(
+                {
+                    "ports": self.ports,
+                    "spark_master": self.spark_master,
+                    "airflow_parallelism": self.airflow_parallelism,
+                },
+                indent=2,
+            )
+        )
+        tmp.replace(self.home / "stack.json")
+
+    # ---- addresses ----------------------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{HOST}:{self.ports['kafka']}"
+
+    @property
+    def hdfs_uri(self) -> str:
+        return f"hdfs://{HOST}:{self.ports['namenode_rpc']}"
+
+    @property
+    def webhdfs_url(self) -> str:
+        return f"http://{HOST}:{self.ports['namenode_http']}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{HOST}:{self.ports['airflow_api']}"
+
+    # ---- folders ------------------------------------------------------------------------
+    @property
+    def conf_dir(self) -> Path:
+        return self.home / "conf"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    def jars(self, group: str) -> Path:
+        """Folder of one resolved classpath: kafka, hadoop or spark-kafka."""
+        return self.deps / "jars" / group
+
+    @property
+    def venv_bin(self) -> Path:
+        # The interpreter running this code is the project's venv (Makefile guarantees it).
+        return Path(sys.executable).parent
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+    def admin_credentials(self) -> tuple[str, str]:
+        """(user, password) of the Airflow admin, generated by the api-server on first start."""
+        data = json.loads(self.admin_password_file.read_text())
+        user, password = next(iter(data.items()))
+        return user, password
+
+    # ---- connections and environment ----------------------------------------------------
+    def airflow_connections(self) -> dict[str, str]:
+        """AIRFLOW_CONN_* variables: the only place hosts and ports reach the DAGs."""
+        return {
+            "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
+                {"conn_type": "kafka", "extra": {"bootstrap.servers": self.kafka_bootstrap}}
+            ),
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+                {
+                    "conn_type": "spark",
+                    "host": self.spark_master,
+                    "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
+                }
+            ),
+            "AIRFLOW_CONN_WEBHDFS_DEFAULT": json.dumps(
+                {
+                    "conn_type": "webhdfs",
+                    "host": HOST,
+                    "port": self.ports["namenode_http"],
+                    "login": "streamlab",
+                }
+            ),
+        }
+
+    def secrets(self) -> dict[str, str]:
+        """Per-stack generated keys, created once and kept in the state folder."""
+        path = self.airflow_home / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        import base64
+        import secrets as _secrets
+
+        values = {
+            "fernet_key": base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode(),
+            "jwt_secret": _secrets.token_urlsafe(32),
+            "api_secret_key": _secrets.token_urlsafe(32),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return values
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for anything that runs against this stack (servers, CLIs, Spark jobs).
+
+        STREAMLAB_STACK_ID marks every process of the stack, so `down` can find the ones
+        that escaped their process group (spark-submit JVMs started by Airflow tasks).
+        """
+        env = dict(os.environ if base is None else base)
+        s = self.secrets()
+        af = self.airflow_home
+        env.update(
+            {
+                "STREAMLAB_HOME": str(self.home),
+                "STREAMLAB_STACK_ID": str(self.home),
+                "PATH": f"{self.venv_bin}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
+                ),
+                "HADOOP_CONF_DIR": str(self.conf_dir / "hadoop"),
+                "SPARK_CONF_DIR": str(self.conf_dir / "spark"),
+                "SPARK_LOCAL_IP": HOST,
+                "PYSPARK_PYTHON": sys.executable,
+                "PYSPARK_DRIVER_PYTHON": sys.executable,
+                "AIRFLOW_HOME": str(af),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
+                "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                    self.admin_password_file
+                ),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af / 'airflow.db'}",
+                "AIRFLOW__API__HOST": HOST,
+                "AIRFLOW__API__PORT": str(self.ports["airflow_api"]),
+                "AIRFLOW__API__BASE_URL": self.airflow_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": s["api_secret_key"],
+                "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt_secret"],
+                # New DAG files show up within seconds rather than the 5-minute default.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
+                "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+            }
+        )
+        env.update(self.airflow_connections())
+        return env

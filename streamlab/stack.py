@@ -1,0 +1,839 @@
+"""The local stack: real Kafka (KRaft), HDFS (NameNode + DataNode) and Airflow 3, as processes.
+
+    python -m streamlab.stack up      # install-free start; idempotent; waits on health checks
+    python -m streamlab.stack status  # health of every service
+    python -m streamlab.stack down    # graceful stop, then forceful; no orphan JVM
+    python -m streamlab.stack clean   # down, then wipe the state folder
+    python -m streamlab.stack env     # shell exports to run clients against the stack
+
+Each server runs in its own process group (so a signal reaches all its children) with a pid
+file in `<home>/run` and a log in `<home>/log`. All state lives under one folder
+(`StackConfig.home`, `var/` by default); configuration files are regenerated on every `up`
+from `StackConfig`, storage is formatted once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamlab.config import HOST, PORT_DEFAULTS, REPO, StackConfig
+
+
+class StackError(Exception):
+    """A problem the user can act on; printed without a stack trace."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Java
+# ---------------------------------------------------------------------------------------------
+def java_binary() -> str:
+    """The `java` to use (JAVA_HOME first), checked to be Java 17 or newer."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise StackError(
+            "Java was not found (no JAVA_HOME and no `java` on PATH). Kafka, HDFS and Spark need "
+            "Java 17 or newer: install it (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`) "
+            "or set JAVA_HOME."
+        )
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30
+        ).stderr
+    except OSError as exc:
+        raise StackError(f"Could not run {java}: {exc}") from None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        raise StackError(f"Could not read the Java version from `{java} -version`:\n{out}")
+    major = int(match.group(1))
+    if major == 1:  # "1.8.0_392" style
+        major = int(match.group(2) or 0)
+    if major < 17:
+        raise StackError(
+            f"{java} is Java {major}; Kafka 4, Hadoop 3.5 and Spark 4 need Java 17 or newer. "
+            "Install a newer JDK and point JAVA_HOME at it."
+        )
+    return java
+
+
+# Hadoop still reflects into JDK internals on Java 17.
+JDK17_OPENS = [
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.net=ALL-UNNAMED",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/sun.security.action=ALL-UNNAMED",
+]
+
+
+def kafka_java_cmd(cfg: StackConfig, java: str, main: str, *args: str, heap: str = "256m") -> list[str]:
+    return [
+        java, f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={cfg.conf_dir / 'kafka' / 'log4j2.properties'}",
+        "-cp", f"{cfg.jars('kafka')}/*", main, *args,
+    ]  # fmt: skip
+
+
+def hadoop_java_cmd(cfg: StackConfig, java: str, main: str, *args: str, heap: str = "256m") -> list[str]:
+    conf = cfg.conf_dir / "hadoop"
+    return [
+        java, f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true", *JDK17_OPENS,
+        f"-Dhadoop.log.dir={cfg.log_dir}", f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
+        "-cp", f"{conf}{os.pathsep}{cfg.jars('hadoop')}/*", main, *args,
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration files (regenerated on every `up` from StackConfig)
+# ---------------------------------------------------------------------------------------------
+def _xml(props: dict[str, object]) -> str:
+    rows = "\n".join(
+        f"  <property><name>{k}</name><value>{v}</value></property>" for k, v in props.items()
+    )
+    return f'<?xml version="1.0"?>\n<configuration>\n{rows}\n</configuration>\n'
+
+
+def write_configs(cfg: StackConfig) -> None:
+    p = cfg.ports
+    data = cfg.home / "data"
+    kafka_conf = cfg.conf_dir / "kafka"
+    hadoop_conf = cfg.conf_dir / "hadoop"
+    spark_conf = cfg.conf_dir / "spark"
+    for d in (kafka_conf, hadoop_conf, spark_conf, cfg.log_dir, cfg.run_dir, cfg.airflow_home):
+        d.mkdir(parents=True, exist_ok=True)
+
+    (kafka_conf / "server.properties").write_text(
+        "\n".join(
+            [
+                "# Generated by streamlab.stack from StackConfig; edits are overwritten.",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{HOST}:{p['kafka_controller']}",
+                f"listeners=PLAINTEXT://{HOST}:{p['kafka']},CONTROLLER://{HOST}:{p['kafka_controller']}",
+                f"advertised.listeners=PLAINTEXT://{HOST}:{p['kafka']}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data / 'kafka'}",
+                "num.partitions=1",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "",
+            ]
+        )
+    )
+    (kafka_conf / "log4j2.properties").write_text(
+        "status = warn\n"
+        "appender.stdout.type = Console\n"
+        "appender.stdout.name = STDOUT\n"
+        "appender.stdout.layout.type = PatternLayout\n"
+        "appender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
+        "rootLogger.level = INFO\n"
+        "rootLogger.appenderRef.stdout.ref = STDOUT\n"
+        # Client tools (console producer, topics) should print results, not INFO chatter.
+        "logger.clients.name = org.apache.kafka.clients\n"
+        "logger.clients.level = WARN\n"
+    )
+
+    # Command-line tools print their results, not INFO chatter.
+    (kafka_conf / "tools-log4j2.properties").write_text(
+        "status = error\n"
+        "appender.stderr.type = Console\n"
+        "appender.stderr.name = STDERR\n"
+        "appender.stderr.target = SYSTEM_ERR\n"
+        "appender.stderr.layout.type = PatternLayout\n"
+        "appender.stderr.layout.pattern = [%d] %p %m (%c)%n\n"
+        "rootLogger.level = WARN\n"
+        "rootLogger.appenderRef.stderr.ref = STDERR\n"
+    )
+
+    (hadoop_conf / "core-site.xml").write_text(
+        _xml(
+            {
+                "fs.defaultFS": cfg.hdfs_uri,
+                "hadoop.tmp.dir": data / "hadoop-tmp",
+                "hadoop.http.staticuser.user": "streamlab",
+            }
+        )
+    )
+    (hadoop_conf / "hdfs-site.xml").write_text(
+        _xml(
+            {
+                "dfs.namenode.name.dir": f"file://{data / 'hdfs' / 'name'}",
+                "dfs.datanode.data.dir": f"file://{data / 'hdfs' / 'data'}",
+                "dfs.replication": 1,
+                "dfs.permissions.enabled": "false",
+                "dfs.namenode.rpc-address": f"{HOST}:{p['namenode_rpc']}",
+                "dfs.namenode.http-address": f"{HOST}:{p['namenode_http']}",
+                "dfs.namenode.secondary.http-address": f"{HOST}:0",
+                "dfs.datanode.address": f"{HOST}:{p['datanode']}",
+                "dfs.datanode.http.address": f"{HOST}:{p['datanode_http']}",
+                "dfs.datanode.ipc.address": f"{HOST}:{p['datanode_ipc']}",
+                # WebHDFS redirects reads/writes to the DataNode by this name.
+                "dfs.datanode.hostname": HOST,
+                "dfs.namenode.safemode.extension": 0,
+                "dfs.namenode.safemode.min.datanodes": 0,
+                "dfs.webhdfs.enabled": "true",
+                "dfs.heartbeat.interval": 1,
+            }
+        )
+    )
+    (hadoop_conf / "log4j.properties").write_text(
+        "log4j.rootLogger=INFO,console\n"
+        "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.console.target=System.err\n"
+        "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
+        "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n"
+    )
+
+    # The Maven hadoop-hdfs jar ships no `webapps/` (the tarball does); the HTTP servers only
+    # need the folders to exist: WebHDFS, /jmx and /conf are servlets registered in code.
+    for app in ("hdfs", "datanode", "secondary", "static"):
+        web_inf = hadoop_conf / "webapps" / app / "WEB-INF"
+        web_inf.mkdir(parents=True, exist_ok=True)
+        (web_inf / "web.xml").write_text(
+            '<?xml version="1.0"?>\n<web-app xmlns="http://xmlns.jcp.org/xml/ns/javaee" version="3.1"/>\n'
+        )
+    (hadoop_conf / "webapps" / "hdfs" / "index.html").write_text(
+        "<html><body><h1>streamlab HDFS NameNode</h1><p>The HTML UI is not bundled in the "
+        'Maven artifacts. Use <a href="/jmx">/jmx</a> and <a href="/webhdfs/v1/?op=LISTSTATUS">'
+        "WebHDFS</a>, or <code>bin/hdfs dfs</code>.</p></body></html>\n"
+    )
+
+    jars = sorted(str(j) for j in cfg.jars("spark-kafka").glob("*.jar"))
+    (spark_conf / "spark-defaults.conf").write_text(
+        "# Generated by streamlab.stack. Connector jars are local files: no download at run time.\n"
+        f"spark.jars {','.join(jars)}\n"
+        f"spark.hadoop.fs.defaultFS {cfg.hdfs_uri}\n"
+        f"spark.driver.host {HOST}\n"
+        f"spark.driver.bindAddress {HOST}\n"
+        "spark.ui.showConsoleProgress false\n"
+    )
+    (spark_conf / "log4j2.properties").write_text(
+        "rootLogger.level = warn\n"
+        "rootLogger.appenderRef.stdout.ref = console\n"
+        "appender.console.type = Console\n"
+        "appender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+def _pid_file(cfg: StackConfig, name: str) -> Path:
+    return cfg.run_dir / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _environ_has_marker(pid: int, marker: str) -> bool:
+    try:
+        data = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"STREAMLAB_STACK_ID={marker}".encode() in data.split(b"\0")
+
+
+def _start_time(pid: int) -> str | None:
+    """Kernel start time of a process (field 22 of /proc/<pid>/stat): tells pid reuse apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def running_pid(cfg: StackConfig, name: str) -> int | None:
+    """Pid of a service of THIS stack, or None (stale pid files are ignored).
+
+    The pid file holds "<pid> <start time>"; the environment marker cannot be used here
+    because Airflow's setproctitle overwrites /proc/<pid>/environ.
+    """
+    try:
+        pid_text, started = _pid_file(cfg, name).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if _alive(pid) and _start_time(pid) == started:
+        return pid
+    return None
+
+
+def descendants(pids: list[int]) -> list[int]:
+    """All live descendants of `pids` (children may have left the process group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(entry, "stat").read_text().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stack_pids(marker: str) -> list[int]:
+    """Every process carrying this stack's marker, including those outside our groups."""
+    me = os.getpid()
+    ancestors = set()
+    pid = me
+    while pid > 1:
+        ancestors.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            if pid not in ancestors and _environ_has_marker(pid, marker) and _alive(pid):
+                found.append(pid)
+    return found
+
+
+def port_owner(port: int) -> str | None:
+    """'pid 123 (java ...)' listening on a TCP port, when /proc tells."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    return f"pid {entry.name} ({cmd[:120].strip()})"
+        except OSError:
+            continue
+    return "another process (not visible to this user)"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log yet)"
+    return "\n".join(content[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Health checks: each returns (healthy, detail)
+# ---------------------------------------------------------------------------------------------
+def _http_json(url: str, timeout: float = 3.0):
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read().decode())
+
+
+def kafka_health(cfg: StackConfig) -> tuple[bool, str]:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(
+        {"bootstrap.servers": cfg.kafka_bootstrap, "log_level": 0, "logger": _null_logger()}
+    )
+    try:
+        md = admin.list_topics(timeout=3)
+    except Exception as exc:  # KafkaException: broker not reachable yet
+        return False, str(exc)
+    return bool(md.brokers), f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s)"
+
+
+def _null_logger():
+    import logging
+
+    log = logging.getLogger("streamlab.kafka-health")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    return log
+
+
+def namenode_health(cfg: StackConfig) -> tuple[bool, str]:
+    try:
+        info = _http_json(
+            f"{cfg.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"
+        )["beans"][0]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        return False, f"web UI not answering ({exc})"
+    if info.get("Safemode"):
+        return False, "in safe mode"
+    return True, f"up, version {info.get('Version', '?').split(',')[0]}"
+
+
+def datanode_health(cfg: StackConfig) -> tuple[bool, str]:
+    try:
+        state = _http_json(
+            f"{cfg.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"
+        )["beans"][0]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        return False, f"NameNode not answering ({exc})"
+    live = int(state.get("NumLiveDataNodes", 0))
+    return live >= 1, f"{live} live DataNode(s)"
+
+
+def _airflow_health(cfg: StackConfig) -> dict | None:
+    try:
+        return _http_json(f"{cfg.airflow_url}/api/v2/monitor/health")
+    except (OSError, ValueError):
+        return None
+
+
+def airflow_component_health(component: str) -> Callable[[StackConfig], tuple[bool, str]]:
+    def check(cfg: StackConfig) -> tuple[bool, str]:
+        health = _airflow_health(cfg)
+        if health is None:
+            return False, "api-server not answering"
+        if component == "api-server":
+            return True, f"{cfg.airflow_url}"
+        status = (health.get(component) or {}).get("status")
+        return status == "healthy", f"{status or 'unknown'}"
+
+    return check
+
+
+# ---------------------------------------------------------------------------------------------
+# Services
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Service:
+    name: str
+    ports: tuple[str, ...]  # keys of StackConfig.ports this service listens on
+    command: Callable[[StackConfig, str], list[str]]
+    health: Callable[[StackConfig], tuple[bool, str]]
+    stop_timeout: float = 20.0
+
+
+def _airflow(*args: str) -> Callable[[StackConfig, str], list[str]]:
+    return lambda cfg, java: [str(cfg.venv_bin / "airflow"), *args]
+
+
+SERVICES: list[Service] = [
+    Service(
+        "kafka",
+        ("kafka", "kafka_controller"),
+        lambda cfg, java: kafka_java_cmd(
+            cfg, java, "kafka.Kafka", str(cfg.conf_dir / "kafka" / "server.properties"), heap="512m"
+        ),
+        kafka_health,
+        stop_timeout=30,
+    ),
+    Service(
+        "namenode",
+        ("namenode_rpc", "namenode_http"),
+        lambda cfg, java: hadoop_java_cmd(
+            cfg, java, "org.apache.hadoop.hdfs.server.namenode.NameNode", heap="384m"
+        ),
+        namenode_health,
+    ),
+    Service(
+        "datanode",
+        ("datanode", "datanode_http", "datanode_ipc"),
+        lambda cfg, java: hadoop_java_cmd(
+            cfg, java, "org.apache.hadoop.hdfs.server.datanode.DataNode", heap="256m"
+        ),
+        datanode_health,
+    ),
+    Service(
+        "airflow-api-server",
+        ("airflow_api",),
+        lambda cfg, java: [
+            str(cfg.venv_bin / "airflow"), "api-server", "--host", HOST,
+            "--port", str(cfg.ports["airflow_api"]), "--workers", "1",
+        ],  # fmt: skip
+        airflow_component_health("api-server"),
+    ),
+    # The log servers bind every interface; LocalExecutor logs are local files the
+    # api-server reads directly, so they are not needed.
+    Service("airflow-scheduler", (), _airflow("scheduler", "--skip-serve-logs"),
+            airflow_component_health("scheduler")),  # fmt: skip
+    Service("airflow-dag-processor", (), _airflow("dag-processor"),
+            airflow_component_health("dag_processor")),  # fmt: skip
+    Service("airflow-triggerer", (), _airflow("triggerer", "--skip-serve-logs"),
+            airflow_component_health("triggerer")),  # fmt: skip
+]
+SERVICE_BY_NAME = {s.name: s for s in SERVICES}
+
+
+def start_process(cfg: StackConfig, name: str, cmd: list[str]) -> int:
+    log = cfg.log_dir / f"{name}.log"
+    with open(log, "ab") as out:
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cfg.home,
+            env=cfg.env(),
+            start_new_session=True,  # own process group: one signal reaches all its children
+        )
+    _pid_file(cfg, name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
+    return proc.pid
+
+
+def _run_step(cfg: StackConfig, name: str, cmd: list[str], timeout: float) -> None:
+    """A one-shot setup command (format, migrate) with its output kept in a log."""
+    log = cfg.log_dir / f"{name}.log"
+    with open(log, "ab") as out:
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        out.flush()
+        try:
+            rc = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=cfg.home, env=cfg.env(), timeout=timeout,
+            ).returncode  # fmt: skip
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    if rc != 0:
+        raise StackError(f"`{name}` failed ({rc}). Last lines of {log}:\n{tail(log)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# One-time storage formatting (stamp files make an interrupted `up` redo the step)
+# ---------------------------------------------------------------------------------------------
+def format_storage(cfg: StackConfig, java: str) -> None:
+    data = cfg.home / "data"
+    kafka_dir = data / "kafka"
+    if not (kafka_dir / "meta.properties").exists():
+        say("formatting Kafka storage (KRaft, once)")
+        shutil.rmtree(kafka_dir, ignore_errors=True)
+        cluster_id = _cluster_id(cfg)
+        _run_step(
+            cfg,
+            "kafka-format",
+            kafka_java_cmd(
+                cfg, java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                "-c", str(cfg.conf_dir / "kafka" / "server.properties"),
+            ),  # fmt: skip
+            timeout=120,
+        )
+    name_dir = data / "hdfs" / "name"
+    if not (name_dir / "current" / "VERSION").exists():
+        say("formatting HDFS NameNode (once)")
+        shutil.rmtree(name_dir, ignore_errors=True)
+        # A DataNode formatted for another namespace would refuse to join.
+        shutil.rmtree(data / "hdfs" / "data", ignore_errors=True)
+        _run_step(
+            cfg,
+            "namenode-format",
+            hadoop_java_cmd(
+                cfg, java, "org.apache.hadoop.hdfs.server.namenode.NameNode",
+                "-format", "-force", "-nonInteractive",
+            ),  # fmt: skip
+            timeout=120,
+        )
+
+
+def _cluster_id(cfg: StackConfig) -> str:
+    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def migrate_airflow_db(cfg: StackConfig) -> None:
+    import airflow
+
+    stamp = cfg.airflow_home / ".migrated"
+    if stamp.exists() and stamp.read_text() == airflow.__version__:
+        return
+    say(f"migrating the Airflow {airflow.__version__} metadata database")
+    _run_step(cfg, "airflow-db-migrate", [str(cfg.venv_bin / "airflow"), "db", "migrate"], timeout=300)
+    stamp.write_text(airflow.__version__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+def say(msg: str) -> None:
+    print(f"[streamlab] {msg}", flush=True)
+
+
+def check_ports(cfg: StackConfig, services: list[Service]) -> None:
+    taken = []
+    for svc in services:
+        for key in svc.ports:
+            port = cfg.ports[key]
+            if not port_free(port):
+                owner = port_owner(port) or "an unknown process"
+                taken.append(
+                    f"  port {port} ({PORT_DEFAULTS[key][1]}, needed by {svc.name}) is in use by "
+                    f"{owner}.\n    Stop it, or choose another port: STREAMLAB_PORT_{key.upper()}=<port>"
+                )
+    if taken:
+        raise StackError("Cannot start: ports already taken:\n" + "\n".join(taken))
+
+
+def check_jars(cfg: StackConfig) -> None:
+    for group in ("kafka", "hadoop", "spark-kafka"):
+        if not list(cfg.jars(group).glob("*.jar")):
+            raise StackError(
+                f"No jars in {cfg.jars(group)}: run `make deps` (or `make up`, which installs them)."
+            )
+
+
+def health_all(cfg: StackConfig) -> dict[str, tuple[bool, str]]:
+    return {svc.name: svc.health(cfg) for svc in SERVICES}
+
+
+def up(cfg: StackConfig, timeout: float) -> None:
+    started_at = time.monotonic()
+    if all(running_pid(cfg, s.name) for s in SERVICES) and all(
+        ok for ok, _ in health_all(cfg).values()
+    ):
+        say(f"already up (checked in {time.monotonic() - started_at:.1f} s)")
+        print_summary(cfg)
+        return
+
+    java = java_binary()
+    check_jars(cfg)
+    cfg.save()
+    write_configs(cfg)
+    to_start = [s for s in SERVICES if not running_pid(cfg, s.name)]
+    check_ports(cfg, to_start)
+    format_storage(cfg, java)
+    cfg.secrets()
+
+    def start(names: list[str]) -> None:
+        for svc in to_start:
+            if svc.name in names:
+                pid = start_process(cfg, svc.name, svc.command(cfg, java))
+                say(f"started {svc.name} (pid {pid}, log {cfg.log_dir / (svc.name + '.log')})")
+
+    start(["kafka", "namenode", "datanode"])
+    if any(s.name.startswith("airflow") for s in to_start):
+        migrate_airflow_db(cfg)
+    start([s.name for s in SERVICES if s.name.startswith("airflow")])
+    wait_healthy(cfg, deadline=started_at + timeout)
+    say(f"all services healthy in {time.monotonic() - started_at:.1f} s")
+    print_summary(cfg)
+
+
+def wait_healthy(cfg: StackConfig, deadline: float) -> None:
+    pending = {s.name for s in SERVICES}
+    last: dict[str, str] = {}
+    while pending:
+        for name in sorted(pending):
+            svc = SERVICE_BY_NAME[name]
+            if not running_pid(cfg, name):
+                log = cfg.log_dir / f"{name}.log"
+                raise StackError(
+                    f"{name} exited during start-up. Last lines of {log}:\n{tail(log)}"
+                )
+            ok, detail = svc.health(cfg)
+            last[name] = detail
+            if ok:
+                pending.discard(name)
+                say(f"{name} healthy: {detail}")
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            msgs = []
+            for name in sorted(pending):
+                log = cfg.log_dir / f"{name}.log"
+                msgs.append(
+                    f"{name} did not become healthy in time (last check: {last.get(name)}).\n"
+                    f"Last lines of {log}:\n{tail(log)}"
+                )
+            raise StackError(
+                "\n\n".join(msgs) + "\n\nThe other services keep running; `make down` stops them."
+            )
+        time.sleep(1)
+
+
+def print_summary(cfg: StackConfig) -> None:
+    user = "admin"
+    creds = f"user `{user}`, password in {cfg.admin_password_file}"
+    try:
+        user, password = cfg.admin_credentials()
+        creds = f"user `{user}`, password `{password}` (kept in {cfg.admin_password_file})"
+    except (OSError, ValueError, StopIteration):
+        pass
+    print(
+        f"""
+  Airflow UI / REST API  {cfg.airflow_url}      ({creds})
+  Kafka bootstrap        {cfg.kafka_bootstrap}
+  HDFS                   {cfg.hdfs_uri}   WebHDFS / NameNode UI {cfg.webhdfs_url}
+  State and logs         {cfg.home}
+  Clients                bin/kafka-topics.sh, bin/kafka-console-producer.sh,
+                         bin/kafka-console-consumer.sh, bin/hdfs dfs, bin/spark-submit, bin/airflow
+""",
+        flush=True,
+    )
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def down(cfg: StackConfig) -> None:
+    marker = str(cfg.home)
+    # Airflow first (it may be running Spark jobs), then HDFS, then Kafka.
+    for svc in reversed(SERVICES):
+        pid = running_pid(cfg, svc.name)
+        if pid:
+            tree = [pid, *descendants([pid])]
+            say(f"stopping {svc.name} (pid {pid})")
+            _signal_group(pid, signal.SIGTERM)
+            _wait_gone([pid], svc.stop_timeout)
+            # Children that left the group (or ignored SIGTERM) go too.
+            survivors = [p for p in tree + descendants(tree) if _alive(p)]
+            if survivors:
+                if _alive(pid):
+                    say(f"{svc.name} did not stop in {svc.stop_timeout:.0f} s: killing it")
+                _signal_group(pid, signal.SIGKILL)
+                for p in survivors:
+                    _signal_group(p, signal.SIGKILL)
+                _wait_gone(survivors, 5)
+        _pid_file(cfg, svc.name).unlink(missing_ok=True)
+    # Whatever was re-parented away from the services (e.g. a Spark driver whose task died).
+    leftovers = stack_pids(marker)
+    if leftovers:
+        say(f"stopping {len(leftovers)} leftover process(es) of this stack: {leftovers}")
+        for pid in leftovers:
+            _signal_group(pid, signal.SIGTERM)
+        _wait_gone(leftovers, 10)
+        for pid in stack_pids(marker):
+            _signal_group(pid, signal.SIGKILL)
+        _wait_gone(leftovers, 5)
+    say("stack stopped")
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+
+
+def status(cfg: StackConfig) -> bool:
+    all_ok = True
+    print(f"stack in {cfg.home}")
+    for svc in SERVICES:
+        pid = running_pid(cfg, svc.name)
+        if pid:
+            ok, detail = svc.health(cfg)
+        else:
+            ok, detail = False, "not running"
+        all_ok &= ok
+        ports = ", ".join(str(cfg.ports[k]) for k in svc.ports) or "-"
+        print(f"  {svc.name:22} {'healthy' if ok else 'DOWN':8} pid {pid or '-':<8} ports {ports:18} {detail}")
+    return all_ok
+
+
+def clean(cfg: StackConfig) -> None:
+    down(cfg)
+    if cfg.home.exists():
+        shutil.rmtree(cfg.home)
+        say(f"removed {cfg.home}")
+
+
+def shell_env(cfg: StackConfig) -> str:
+    keep = cfg.env(base={})
+    keep["PATH"] = f"{cfg.venv_bin}:{os.environ.get('PATH', '')}"
+    return "\n".join(f"export {k}={_shquote(v)}" for k, v in sorted(keep.items()))
+
+
+def _shquote(v: str) -> str:
+    return "'" + v.replace("'", "'\"'\"'") + "'"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streamlab.stack", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "clean", "env"])
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("STREAMLAB_UP_TIMEOUT", 240)),
+                        help="seconds to wait for all services to become healthy")  # fmt: skip
+    args = parser.parse_args(argv)
+    cfg = StackConfig.load()
+    try:
+        if args.command == "up":
+            up(cfg, args.timeout)
+        elif args.command == "down":
+            down(cfg)
+        elif args.command == "status":
+            return 0 if status(cfg) else 1
+        elif args.command == "clean":
+            clean(cfg)
+        elif args.command == "env":
+            print(shell_env(cfg))
+    except StackError as exc:
+        print(f"\n[streamlab] ERROR: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\n[streamlab] interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
