@@ -34,10 +34,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pyspark import SparkConf
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
-
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 from textproc import word_counts
 
 APP_NAME = "wordcount_stream"
@@ -73,7 +73,9 @@ def decode_lines(records: DataFrame) -> DataFrame:
     Invalid byte sequences become U+FFFD (not a letter or digit, so it separates words);
     a null value stays null (textproc treats it as a line without words).
     """
-    return records.select(F.make_valid_utf8(F.col("value").cast("string")).alias("value"))
+    return records.select(
+        F.make_valid_utf8(F.col("value").cast("string")).alias("value")
+    )
 
 
 def running_totals(records: DataFrame) -> DataFrame:
@@ -114,11 +116,15 @@ def read_lines(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
     return reader.load()
 
 
-def _print_table(batch: DataFrame, batch_id: int, rows: int, path: str | None) -> None:
-    """The console sink's table (updated totals of one micro-batch), to stdout or a file."""
-    table = batch.orderBy(F.desc("count"), "word")._jdf.showString(rows, 0, False)
-    text = f"-------------------------------------------\nBatch: {batch_id}\n" \
-           f"-------------------------------------------\n{table}\n"
+def _print_table(totals: DataFrame, batch_id: int, rows: int, path: str | None) -> None:
+    """The console sink's table of one micro-batch's updated totals, to stdout or a file."""
+    table = totals.orderBy(F.desc("count"), "word")._show_string(rows, truncate=True)
+    text = (
+        "-------------------------------------------\n"
+        f"Batch: {batch_id}\n"
+        "-------------------------------------------\n"
+        f"{table}\n"
+    )
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(text)
@@ -140,17 +146,10 @@ def write_totals(totals: DataFrame, args: argparse.Namespace) -> StreamingQuery:
       different value. Nothing is counted twice (the state is not advanced twice) and nothing
       is missed (the next batch starts at N's end offset).
     - Within a batch each word appears once; the Kafka partition of a record depends on its
-      key only, the producer is idempotent (kafka-clients >= 3 default), and batch N+1 starts
-      after N's writes were acked, so per word the last record in the topic is the total after
-      the last batch: the exact count of everything read. Compaction keeps exactly that one.
+      key only, the producer is idempotent, and batch N+1 starts only after N's writes were
+      acked, so for each word the last record in the topic is the total after the last batch:
+      the exact count of everything read. Compaction keeps exactly that record.
     """
-    records = to_kafka_records(totals)
-    writer = (
-        records.writeStream.outputMode("update")
-        .queryName(APP_NAME)
-        .option("checkpointLocation", args.checkpoint)
-        .trigger(processingTime=args.trigger)
-    )
     kafka_options = {
         "kafka.bootstrap.servers": args.bootstrap_servers,
         "topic": args.output_topic,
@@ -159,32 +158,44 @@ def write_totals(totals: DataFrame, args: argparse.Namespace) -> StreamingQuery:
         "kafka.acks": "all",
         "kafka.enable.idempotence": "true",
     }
-    console_file = _expand(args.console_file) if args.console_file else None
+    console_file = _prepare_file(args.console_file) if args.console_file else None
     if not (args.console or console_file):
-        return writer.format("kafka").options(**kafka_options).start()
-
-    rows = args.console_rows
+        sink = _stream_writer(to_kafka_records(totals), args)
+        return sink.format("kafka").options(**kafka_options).start()
 
     def kafka_and_console(batch: DataFrame, batch_id: int) -> None:
         # Cached so that the Kafka write and the table do not recompute the stateful batch.
         batch.persist()
         try:
-            batch.write.format("kafka").options(**kafka_options).save()
-            totals_view = batch.select(F.col("key").alias("word"), F.col("value").cast("long").alias("count"))
+            to_kafka_records(batch).write.format("kafka").options(
+                **kafka_options
+            ).save()
             if args.console:
-                _print_table(totals_view, batch_id, rows, None)
+                _print_table(batch, batch_id, args.console_rows, None)
             if console_file:
-                _print_table(totals_view, batch_id, rows, console_file)
+                _print_table(batch, batch_id, args.console_rows, console_file)
         finally:
             batch.unpersist()
 
-    return writer.foreachBatch(kafka_and_console).start()
+    return _stream_writer(totals, args).foreachBatch(kafka_and_console).start()
 
 
-def _expand(path: str) -> str:
+def _stream_writer(df: DataFrame, args: argparse.Namespace) -> DataStreamWriter:
+    return (
+        df.writeStream.outputMode("update")
+        .queryName(APP_NAME)
+        .option("checkpointLocation", args.checkpoint)
+        .trigger(processingTime=args.trigger)
+    )
+
+
+def _prepare_file(path: str) -> str:
+    """Expand ~ and $VARS in a --console-file path and create its folder."""
     expanded = os.path.expanduser(os.path.expandvars(path))
     if "$" in expanded:
-        raise SystemExit(f"--console-file {path!r}: an environment variable in it is not set")
+        raise SystemExit(
+            f"--console-file {path!r}: an environment variable in it is not set"
+        )
     parent = os.path.dirname(os.path.abspath(expanded))
     os.makedirs(parent, exist_ok=True)
     return expanded
@@ -195,24 +206,36 @@ def _expand(path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=APP_NAME, description=__doc__.splitlines()[0])
-    p.add_argument("bootstrap_servers", help="Kafka bootstrap servers, host:port[,host:port]")
+    p.add_argument(
+        "bootstrap_servers", help="Kafka bootstrap servers, host:port[,host:port]"
+    )
     p.add_argument("topics", help="input topics, comma-separated")
-    p.add_argument("group_id", help="names the job: consumer group prefix and checkpoint folder")
+    p.add_argument(
+        "group_id", help="names the job: consumer group prefix and checkpoint folder"
+    )
     p.add_argument("--output-topic", default=DEFAULT_OUTPUT_TOPIC)
     p.add_argument(
         "--checkpoint",
         help=f"checkpoint folder (default {DEFAULT_CHECKPOINT_ROOT}/<group-id>)",
     )
-    p.add_argument("--console", action="store_true", help="print updated totals to stdout")
+    p.add_argument(
+        "--console", action="store_true", help="print updated totals to stdout"
+    )
     p.add_argument("--console-file", help="append the same table to this file")
-    p.add_argument("--console-rows", type=int, default=20, help="rows per table (default 20)")
-    p.add_argument("--trigger", default="0 seconds", help='micro-batch interval, e.g. "1 second"')
+    p.add_argument(
+        "--console-rows", type=int, default=20, help="rows per table (default 20)"
+    )
+    p.add_argument(
+        "--trigger", default="0 seconds", help='micro-batch interval, e.g. "1 second"'
+    )
     p.add_argument(
         "--starting-offsets",
         default="earliest",
         help="earliest|latest: where a new checkpoint starts (ignored when resuming)",
     )
-    p.add_argument("--min-partitions", type=int, help="minimum Spark tasks reading per batch")
+    p.add_argument(
+        "--min-partitions", type=int, help="minimum Spark tasks reading per batch"
+    )
     args = p.parse_args(argv)
     if not args.checkpoint:
         args.checkpoint = f"{DEFAULT_CHECKPOINT_ROOT}/{args.group_id}"
@@ -221,10 +244,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    builder = SparkSession.builder.appName(APP_NAME)
+    conf = SparkConf()  # holds spark-submit's --conf and spark-defaults.conf: they win
     for key, value in SPARK_CONF.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+        conf.setIfMissing(key, value)
+    conf.setIfMissing("spark.app.name", APP_NAME)
+    spark = SparkSession.builder.config(conf=conf).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
 
     query = write_totals(running_totals(read_lines(spark, args)), args)

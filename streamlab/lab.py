@@ -108,7 +108,8 @@ def run_consumer(
         }
     )
     consumer.subscribe(
-        [topic], on_assign=lambda _c, parts: print(f"assigned {len(parts)} partition(s)", file=sys.stderr, flush=True)
+        [topic],
+        on_assign=lambda _c, parts: print(f"assigned {len(parts)} partition(s)", file=sys.stderr, flush=True),
     )
     print(f"Subscribed to topic {topic}", flush=True)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -117,7 +118,10 @@ def run_consumer(
         while max_messages is None or seen < max_messages:
             if deadline is not None and time.monotonic() >= deadline:
                 if max_messages is not None:
-                    print(f"error: timed out after {timeout} s with {seen}/{max_messages} record(s)", file=sys.stderr)
+                    print(
+                        f"error: timed out after {timeout} s with {seen}/{max_messages} record(s)",
+                        file=sys.stderr,
+                    )
                     return 1
                 return 0
             msg = consumer.poll(0.1)
@@ -144,10 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--bootstrap-servers", default=None, help="default: the local stack's broker")
         p.add_argument("--topic", default=DEFAULT_TOPIC, help=f"default: {DEFAULT_TOPIC}")
     producer = sub.choices["producer"]
-    producer.add_argument("--timeout", type=float, default=30.0, help="seconds to get each record acknowledged")
+    producer.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to get each record acknowledged"
+    )
     consumer = sub.choices["consumer"]
     consumer.add_argument("--group", default=DEFAULT_GROUP, help=f"consumer group (default: {DEFAULT_GROUP})")
-    consumer.add_argument("--from-beginning", action="store_true", help="without committed offsets, start at the first record")
+    consumer.add_argument(
+        "--from-beginning", action="store_true", help="without committed offsets, start at the first record"
+    )
     consumer.add_argument("--max-messages", type=int, default=None, help="stop after N records")
     consumer.add_argument("--timeout", type=float, default=None, help="stop after S seconds")
     args = parser.parse_args(argv)

@@ -142,6 +142,13 @@ def _env_int(env: Mapping[str, str], var: str) -> int | None:
     return _positive_int(raw, f"environment variable {var}")
 
 
+def _pick(raw: Mapping[str, Any], defaults: Mapping[str, Any], key: str, where: str) -> Any:
+    value = raw.get(key, defaults.get(key))
+    if value is None:
+        raise TopicsFileError(f"{where}: field '{key}' is required (here or in defaults:)")
+    return value
+
+
 def parse_topics(data: Any, env: Mapping[str, str] | None = None) -> list[TopicSpec]:
     """Validate the parsed YAML document and apply defaults and environment overrides."""
     env = os.environ if env is None else env
@@ -191,14 +198,10 @@ def parse_topics(data: Any, env: Mapping[str, str] | None = None) -> list[TopicS
             )
         seen[collision_key] = name
 
-        def pick(key: str) -> Any:
-            value = raw.get(key, defaults.get(key))
-            if value is None:
-                raise TopicsFileError(f"{where}: field '{key}' is required (here or in defaults:)")
-            return value
-
-        partitions = _positive_int(pick("partitions"), f"{where}: field 'partitions'")
-        replication = _positive_int(pick("replication_factor"), f"{where}: field 'replication_factor'")
+        partitions = _positive_int(_pick(raw, defaults, "partitions", where), f"{where}: field 'partitions'")
+        replication = _positive_int(
+            _pick(raw, defaults, "replication_factor", where), f"{where}: field 'replication_factor'"
+        )
         if rf_override is not None:
             replication = rf_override
         configs = {**default_configs, **_configs(raw.get("configs"), f"{where}: field 'configs'")}
@@ -399,14 +402,19 @@ class ProvisionReport:
         """Fixed-width table of the actions, one per line, for task logs."""
         header = ("topic", "action", "field", "current", "desired")
         rows = [header] + [
-            (a.topic, a.kind, a.field, "-" if a.current is None else a.current,
-             "-" if a.desired is None else a.desired)
+            (
+                a.topic,
+                a.kind,
+                a.field,
+                "-" if a.current is None else a.current,
+                "-" if a.desired is None else a.desired,
+            )
             for a in self.actions
         ]
         if not self.actions:
             rows += [(t, "in sync", "-", "-", "-") for t in self.topics]
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines + [self.summary()])
 
@@ -572,8 +580,11 @@ def _verify(admin: Any, desired: Sequence[TopicSpec], timeout: float) -> None:
     """Re-read the cluster until only drift (if any) is left: changes must be visible."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [a for a in plan(desired, describe_cluster_topics(admin, [s.name for s in desired], timeout))
-                if not a.is_drift]
+        left = [
+            a
+            for a in plan(desired, describe_cluster_topics(admin, [s.name for s in desired], timeout))
+            if not a.is_drift
+        ]
         if not left:
             return
         if time.monotonic() >= deadline:

@@ -87,13 +87,26 @@ def test_config_unknown_to_the_cluster_is_set():
 
 
 def test_override_not_in_the_file_is_deleted():
-    actual = {"a": state("a", configs={"retention.ms": "5", "cleanup.policy": "delete"}, overrides={"retention.ms"})}
+    actual = {
+        "a": state("a", configs={"retention.ms": "5", "cleanup.policy": "delete"}, overrides={"retention.ms"})
+    }
     assert plan([spec("a")], actual) == [Action("a", DELETE_CONFIG, "retention.ms", "5", None)]
 
 
 def test_list_values_compare_without_spaces():
-    desired = parse_topics({"topics": [{"name": "a", "partitions": 1, "replication_factor": 1,
-                                        "configs": {"cleanup.policy": "compact, delete"}}]}, env={})
+    desired = parse_topics(
+        {
+            "topics": [
+                {
+                    "name": "a",
+                    "partitions": 1,
+                    "replication_factor": 1,
+                    "configs": {"cleanup.policy": "compact, delete"},
+                }
+            ]
+        },
+        env={},
+    )
     actual = {"a": state("a", configs={"cleanup.policy": "compact,delete"}, overrides={"cleanup.policy"})}
     assert plan(desired, actual) == []
 
@@ -135,7 +148,11 @@ def test_report_with_drift_and_changes():
     assert report.status == "drift"
     assert report.summary() == "1 change(s) applied, 1 DRIFT(s) not applied"
     assert report.to_dict()["actions"][1] == {
-        "topic": "a", "action": "drift", "field": "partitions", "current": "3", "desired": "1"
+        "topic": "a",
+        "action": "drift",
+        "field": "partitions",
+        "current": "3",
+        "desired": "1",
     }
     err = topics.TopicDriftError(report)
     assert "a: DRIFT partitions is 3 on the cluster but 1 in the file" in str(err)
@@ -158,7 +175,11 @@ def _doc(**topic):
 
 def test_defaults_fill_missing_fields_and_merge_configs():
     data = {
-        "defaults": {"partitions": 3, "replication_factor": 1, "configs": {"retention.ms": 1000, "x.y": True}},
+        "defaults": {
+            "partitions": 3,
+            "replication_factor": 1,
+            "configs": {"retention.ms": 1000, "x.y": True},
+        },
         "topics": [{"name": "a", "configs": {"retention.ms": "5"}}],
     }
     assert parse_topics(data, env={}) == [TopicSpec("a", 3, 1, {"retention.ms": "5", "x.y": "true"})]
@@ -191,14 +212,22 @@ def test_empty_environment_variables_are_ignored():
         (_doc(configs={"Bad Name": 1}), {}, "'Bad Name' is not a Kafka topic config name"),
         (_doc(name="bad name"), {}, "topic 'bad name': field 'name' must be 1-249 characters"),
         (_doc(name=None), {}, "topics[0]: field 'name' must be 1-249 characters"),
-        (_doc(configs={"min.insync.replicas": "2"}), {}, "topic 'a': config 'min.insync.replicas'=2 is larger"),
+        (
+            _doc(configs={"min.insync.replicas": "2"}),
+            {},
+            "topic 'a': config 'min.insync.replicas'=2 is larger",
+        ),
         (_doc(), {"STREAMLAB_TOPIC_MIN_ISR": "2"}, "'min.insync.replicas'=2 is larger than the replication"),
         (_doc(), {"STREAMLAB_TOPIC_REPLICATION_FACTOR": "x"}, "STREAMLAB_TOPIC_REPLICATION_FACTOR must be"),
         ({"topics": [], "extra": 1}, {}, "unknown top-level key(s) ['extra']"),
         ({"defaults": {"land": True}, "topics": [{"name": "a"}]}, {}, "defaults: unknown key(s) ['land']"),
         (
-            {"topics": [{"name": "a.b", "partitions": 1, "replication_factor": 1},
-                        {"name": "a_b", "partitions": 1, "replication_factor": 1}]},
+            {
+                "topics": [
+                    {"name": "a.b", "partitions": 1, "replication_factor": 1},
+                    {"name": "a_b", "partitions": 1, "replication_factor": 1},
+                ]
+            },
             {},
             "topic 'a_b': field 'name' collides with topic 'a.b'",
         ),
@@ -213,12 +242,14 @@ def test_invalid_files_name_the_topic_and_the_field(data, env, message):
 
 def test_load_names_the_file(tmp_path):
     bad = tmp_path / "topics.yaml"
-    bad.write_text(textwrap.dedent("""
+    bad.write_text(
+        textwrap.dedent("""
         topics:
           - name: x
             partitions: -1
             replication_factor: 1
-    """))
+    """)
+    )
     with pytest.raises(TopicsFileError, match=rf"{bad}: topic 'x': field 'partitions'"):
         topics.load_topics(bad, env={})
     with pytest.raises(TopicsFileError, match="cannot read"):

@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# The Airflow image of docker-compose.yaml: the official image plus what the tasks run in-process.
+# With the LocalExecutor the Spark drivers (client mode) run inside the scheduler container, so it
+# needs a JRE, pyspark and Spark's Kafka connector jars, on top of the project's Python pins.
+#
+# docker-compose.yaml passes the build args; tests/compose/test_compose.py checks that they, and
+# the defaults below, equal the pins in requirements.txt.
+ARG AIRFLOW_VERSION=3.3.2
+ARG PYTHON_VERSION=3.11
+
+# The Kafka connector jars, resolved by the same pom (profile spark-kafka) as the local stack.
+FROM maven:3.9.11-eclipse-temurin-17 AS spark-kafka-jars
+ARG SPARK_VERSION=4.2.0
+WORKDIR /build
+COPY jvm/pom.xml jvm/pom.xml
+RUN mvn -B -q -f jvm/pom.xml -P spark-kafka dependency:copy-dependencies \
+        -DoutputDirectory=/build/jars/spark-kafka -Dspark.version="${SPARK_VERSION}"
+
+FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
+ARG AIRFLOW_VERSION
+ARG JAVA_MAJOR=17
+
+USER root
+# build-essential and libkrb5-dev: the HDFS provider pulls hdfs[kerberos], whose gssapi and krb5
+# packages are published as sources only. The symlink keeps JAVA_HOME independent of the arch.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        "openjdk-${JAVA_MAJOR}-jre-headless" build-essential libkrb5-dev \
+    && ln -s "/usr/lib/jvm/java-${JAVA_MAJOR}-openjdk-$(dpkg --print-architecture)" /usr/lib/jvm/streamlab-java \
+    && apt-get autoremove -yqq --purge \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+ENV JAVA_HOME=/usr/lib/jvm/streamlab-java
+
+USER airflow
+# constraints.txt is optional (the brackets let COPY match nothing); when present it freezes
+# the transitive versions exactly as in the local venv.
+COPY requirements.txt constraints.tx[t] /tmp/pins/
+# Naming apache-airflow again stops pip from moving the image's Airflow while resolving.
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/pins/requirements.txt \
+        $([ -f /tmp/pins/constraints.txt ] && echo "-c /tmp/pins/constraints.txt")
+
+# Same place relative to the code as in the repository (.deps/jars/spark-kafka beside streamlab/).
+COPY --from=spark-kafka-jars /build/jars/spark-kafka /opt/airflow/.deps/jars/spark-kafka

@@ -1,0 +1,82 @@
+"""Shared fixtures.
+
+`stack` gives a running local stack (real Kafka, HDFS, Airflow) for integration tests:
+- by default an ISOLATED one, with its own temp state folder and free ports, started once per
+  session and always stopped at the end (no process left behind);
+- with STREAMLAB_TEST_STACK=reuse, the developer's running stack (`make up`) instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run_stack(command: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streamlab.stack", command],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """Environment selecting a stack in `home` with free ports for every service."""
+    from streamlab.config import PORT_DEFAULTS
+
+    env = dict(os.environ)
+    env["STREAMLAB_HOME"] = str(home)
+    for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS))):
+        env[f"STREAMLAB_PORT_{name.upper()}"] = str(port)
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from streamlab.config import StackConfig
+
+    if os.environ.get("STREAMLAB_TEST_STACK") == "reuse":
+        cfg = StackConfig.load()
+        proc = run_stack("status", dict(os.environ), timeout=60)
+        if proc.returncode != 0:
+            pytest.fail(f"STREAMLAB_TEST_STACK=reuse but the stack is not healthy:\n{proc.stdout}")
+        yield cfg
+        return
+
+    home = tmp_path_factory.mktemp("stack")
+    env = isolated_env(home)
+    env.setdefault("STREAMLAB_AIRFLOW_PARALLELISM", "6")
+    saved = {k: os.environ.get(k) for k in env if k.startswith("STREAMLAB_")}
+    # Tests and the code under test find this stack through StackConfig.load().
+    os.environ.update({k: v for k, v in env.items() if k.startswith("STREAMLAB_")})
+    try:
+        proc = run_stack("up", env)
+        if proc.returncode != 0:
+            pytest.fail(f"isolated stack did not come up:\n{proc.stdout}\n{proc.stderr}")
+        yield StackConfig.load(home)
+    finally:
+        down = run_stack("down", env, timeout=300)
+        print(down.stdout, down.stderr)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

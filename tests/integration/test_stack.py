@@ -1,0 +1,299 @@
+"""The local stack as a new user meets it: real Kafka, HDFS and Airflow, independent clients.
+
+The down/up test restarts the session's stack, so it is the last one of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.conftest import REPO, isolated_env, run_stack
+
+pytestmark = pytest.mark.integration
+
+
+def stack_env(stack) -> dict[str, str]:
+    env = dict(os.environ)
+    env["STREAMLAB_HOME"] = str(stack.home)
+    return env
+
+
+def create_topic(bootstrap: str, name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(30)
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for v in values:
+        producer.produce(topic, value=v)
+    assert producer.flush(30) == 0
+
+
+def consume_all(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[bytes]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        msg = consumer.poll(1)
+        if msg is not None and not msg.error():
+            got.append(msg.value())
+    consumer.close()
+    return got
+
+
+def webhdfs(stack, method: str, path: str, op: str, data: bytes | None = None, **params) -> bytes:
+    """Plain WebHDFS over urllib, following the NameNode's redirect to the DataNode."""
+    query = "&".join([f"op={op}", "user.name=tester", *(f"{k}={v}" for k, v in params.items())])
+    url = f"{stack.webhdfs_url}/webhdfs/v1{path}?{query}"
+    for _ in range(3):
+        req = urllib.request.Request(url, data=data, method=method)
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(req, timeout=30) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code in (307, 302):
+                url = exc.headers["Location"]
+                continue
+            raise
+    raise AssertionError("too many redirects")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def airflow_token(stack) -> str:
+    user, password = stack.admin_credentials()
+    req = urllib.request.Request(
+        f"{stack.airflow_url}/auth/token",
+        data=json.dumps({"username": user, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["access_token"]
+
+
+def test_kafka_independent_client_creates_produces_consumes(stack):
+    topic = f"it-{uuid.uuid4().hex[:8]}"
+    create_topic(stack.kafka_bootstrap, topic)
+    values = [f"line {i} é".encode() for i in range(20)]
+    produce(stack.kafka_bootstrap, topic, values)
+    assert consume_all(stack.kafka_bootstrap, topic, len(values)) == values
+
+
+def test_webhdfs_create_list_read(stack):
+    folder = f"/it/{uuid.uuid4().hex[:8]}"
+    webhdfs(stack, "PUT", folder, "MKDIRS")
+    payload = "bonjour HDFS\n".encode() * 100
+    webhdfs(stack, "PUT", f"{folder}/a.txt", "CREATE", data=payload, overwrite="true")
+    listing = json.loads(webhdfs(stack, "GET", folder, "LISTSTATUS"))
+    names = [s["pathSuffix"] for s in listing["FileStatuses"]["FileStatus"]]
+    assert names == ["a.txt"]
+    assert webhdfs(stack, "GET", f"{folder}/a.txt", "OPEN") == payload
+
+
+def test_airflow_rest_api_accepts_the_printed_admin_credentials(stack):
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(f"{stack.airflow_url}/api/v2/dags", timeout=30)
+    assert denied.value.code == 401
+    req = urllib.request.Request(
+        f"{stack.airflow_url}/api/v2/dags", headers={"Authorization": f"Bearer {airflow_token(stack)}"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = json.loads(resp.read())
+    assert resp.status == 200 and "dags" in body
+    health = json.loads(urllib.request.urlopen(f"{stack.airflow_url}/api/v2/monitor/health").read())
+    for component in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
+        assert health[component]["status"] == "healthy", health
+
+
+def test_airflow_connections_come_from_the_environment(stack):
+    out = subprocess.run(
+        [str(REPO / "bin" / "airflow"), "connections", "get", "kafka_default", "-o", "json"],
+        env=stack_env(stack), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    conn = json.loads(out.stdout)[0]
+    assert conn["extra_dejson"]["bootstrap.servers"] == stack.kafka_bootstrap
+
+
+def test_lab_wrappers(stack):
+    env = stack_env(stack)
+    topic = f"Hello-Kafka-{uuid.uuid4().hex[:6]}"
+    create = subprocess.run(
+        [str(REPO / "bin" / "kafka-topics.sh"), "--create", "--topic", topic, "--partitions", "1",
+         "--replication-factor", "1", "--bootstrap-server", f"localhost:{stack.ports['kafka']}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert create.returncode == 0, create.stderr
+    assert f"Created topic {topic}." in create.stdout
+    produce_cmd = subprocess.run(
+        [str(REPO / "bin" / "kafka-console-producer.sh"), "--topic", topic,
+         "--bootstrap-server", stack.kafka_bootstrap],
+        input="Hello kafka\nBonjour\n", env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert produce_cmd.returncode == 0, produce_cmd.stderr
+    consume_cmd = subprocess.run(
+        [str(REPO / "bin" / "kafka-console-consumer.sh"), "--topic", topic, "--from-beginning",
+         "--max-messages", "2", "--bootstrap-server", stack.kafka_bootstrap],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert consume_cmd.stdout.splitlines() == ["Hello kafka", "Bonjour"]
+    ls = subprocess.run(
+        [str(REPO / "bin" / "hdfs"), "dfs", "-mkdir", "-p", f"/it/{topic}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ls.returncode == 0, ls.stderr
+    ls = subprocess.run(
+        [str(REPO / "bin" / "hdfs"), "dfs", "-ls", "/it"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert f"/it/{topic}" in ls.stdout
+
+
+def test_spark_submit_wrapper_writes_to_hdfs(stack, tmp_path):
+    job = tmp_path / "job.py"
+    job.write_text(
+        "from pyspark.sql import SparkSession\n"
+        "spark = SparkSession.builder.appName('it').getOrCreate()\n"
+        "spark.range(10).write.mode('overwrite').parquet('/it/spark-range')\n"
+        "print('ROWS', spark.read.parquet('/it/spark-range').count())\n"
+    )
+    out = subprocess.run(
+        [str(REPO / "bin" / "spark-submit"), "--master", "local[1]", str(job)],
+        env=stack_env(stack), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ROWS 10" in out.stdout
+    listing = json.loads(webhdfs(stack, "GET", "/it/spark-range", "LISTSTATUS"))
+    assert any(s["pathSuffix"].endswith(".parquet") for s in listing["FileStatuses"]["FileStatus"])
+
+
+def test_second_up_is_a_quick_no_op(stack):
+    from streamlab.stack import SERVICES, running_pid
+
+    before = {s.name: running_pid(stack, s.name) for s in SERVICES}
+    proc = run_stack("up", stack_env(stack), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "already up" in proc.stdout
+    assert {s.name: running_pid(stack, s.name) for s in SERVICES} == before
+
+
+def test_port_taken_is_named_with_its_owner(tmp_path):
+    env = isolated_env(tmp_path / "home")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env["STREAMLAB_PORT_KAFKA"] = str(port)
+        proc = run_stack("up", env, timeout=120)
+    assert proc.returncode == 1
+    assert f"port {port} (Kafka broker" in proc.stderr
+    assert f"pid {os.getpid()}" in proc.stderr  # this test process holds it
+    assert "STREAMLAB_PORT_KAFKA" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_java_is_a_clear_error(tmp_path):
+    env = isolated_env(tmp_path / "home")
+    env["JAVA_HOME"] = str(tmp_path / "no-such-jdk")
+    proc = run_stack("up", env, timeout=120)
+    assert proc.returncode == 1
+    assert "Java was not found" in proc.stderr and "JAVA_HOME" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unhealthy_in_time_names_the_service_then_next_up_recovers(tmp_path):
+    env = isolated_env(tmp_path / "home")
+    env["STREAMLAB_UP_TIMEOUT"] = "3"  # nothing can be healthy that fast: the error path
+    try:
+        failed = run_stack("up", env, timeout=300)
+        assert failed.returncode == 1
+        assert "did not become healthy in time" in failed.stderr
+        assert "Last lines of" in failed.stderr
+        assert "Traceback" not in failed.stderr
+        # The half-started stack is picked up where it was left.
+        env["STREAMLAB_UP_TIMEOUT"] = "240"
+        recovered = run_stack("up", env, timeout=400)
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        status = run_stack("status", env, timeout=60)
+        assert status.returncode == 0, status.stdout
+    finally:
+        run_stack("down", env, timeout=300)
+    assert_no_process_of(tmp_path / "home")
+
+
+def test_interrupted_first_up_recovers(tmp_path):
+    """Ctrl-C during formatting/start-up, then `up` again: healthy, storage usable."""
+    import sys
+
+    env = isolated_env(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlab.stack", "up"], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(4)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        again = run_stack("up", env, timeout=400)
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        proc.kill()
+        run_stack("down", env, timeout=300)
+    assert_no_process_of(tmp_path / "home")
+
+
+def assert_no_process_of(home: Path) -> None:
+    """No process whose command line or environment refers to this stack's folder."""
+    from streamlab.stack import stack_pids
+
+    left = stack_pids(str(home.resolve()))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(home.resolve()) in cmd and int(entry.name) != os.getpid():
+                left.append(int(entry.name))
+    assert not left, f"processes of the stack still running: {left}"
+
+
+def test_zz_down_stops_everything_and_data_survives_up(stack):
+    if os.environ.get("STREAMLAB_TEST_STACK") == "reuse":
+        pytest.skip("restarting a reused developer stack is not this test's business")
+    topic = f"persist-{uuid.uuid4().hex[:8]}"
+    create_topic(stack.kafka_bootstrap, topic)
+    produce(stack.kafka_bootstrap, topic, [b"kept across restarts"])
+    webhdfs(stack, "PUT", "/it/persist.txt", "CREATE", data=b"still here", overwrite="true")
+
+    down = run_stack("down", stack_env(stack), timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert_no_process_of(stack.home)
+    for port in stack.ports.values():
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after down"
+
+    up = run_stack("up", stack_env(stack), timeout=400)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert consume_all(stack.kafka_bootstrap, topic, 1) == [b"kept across restarts"]
+    assert webhdfs(stack, "GET", "/it/persist.txt", "OPEN") == b"still here"
