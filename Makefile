@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): requirements.txt
+$(VENV_STAMP): requirements.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || \
 	  { echo "Python 3.10 or newer is needed (found: $$($(PYTHON) --version 2>&1)). Set PYTHON=..."; exit 1; }
 	@command -v krb5-config >/dev/null || \
@@ -23,7 +23,7 @@ $(VENV_STAMP): requirements.txt
 	@echo "[streamlab] creating $(VENV) and installing requirements.txt (first time: ~4 min)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off -q --upgrade pip
-	$(PY) -m pip install --progress-bar off -r requirements.txt
+	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt
 	@touch $@
 
 venv: $(VENV_STAMP) ## create the virtualenv with the pinned Python packages

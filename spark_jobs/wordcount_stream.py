@@ -73,9 +73,7 @@ def decode_lines(records: DataFrame) -> DataFrame:
     Invalid byte sequences become U+FFFD (not a letter or digit, so it separates words);
     a null value stays null (textproc treats it as a line without words).
     """
-    return records.select(
-        F.make_valid_utf8(F.col("value").cast("string")).alias("value")
-    )
+    return records.select(F.make_valid_utf8(F.col("value").cast("string")).alias("value"))
 
 
 def running_totals(records: DataFrame) -> DataFrame:
@@ -167,9 +165,7 @@ def write_totals(totals: DataFrame, args: argparse.Namespace) -> StreamingQuery:
         # Cached so that the Kafka write and the table do not recompute the stateful batch.
         batch.persist()
         try:
-            to_kafka_records(batch).write.format("kafka").options(
-                **kafka_options
-            ).save()
+            to_kafka_records(batch).write.format("kafka").options(**kafka_options).save()
             if args.console:
                 _print_table(batch, batch_id, args.console_rows, None)
             if console_file:
@@ -193,9 +189,7 @@ def _prepare_file(path: str) -> str:
     """Expand ~ and $VARS in a --console-file path and create its folder."""
     expanded = os.path.expanduser(os.path.expandvars(path))
     if "$" in expanded:
-        raise SystemExit(
-            f"--console-file {path!r}: an environment variable in it is not set"
-        )
+        raise SystemExit(f"--console-file {path!r}: an environment variable in it is not set")
     parent = os.path.dirname(os.path.abspath(expanded))
     os.makedirs(parent, exist_ok=True)
     return expanded
@@ -206,36 +200,24 @@ def _prepare_file(path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=APP_NAME, description=__doc__.splitlines()[0])
-    p.add_argument(
-        "bootstrap_servers", help="Kafka bootstrap servers, host:port[,host:port]"
-    )
+    p.add_argument("bootstrap_servers", help="Kafka bootstrap servers, host:port[,host:port]")
     p.add_argument("topics", help="input topics, comma-separated")
-    p.add_argument(
-        "group_id", help="names the job: consumer group prefix and checkpoint folder"
-    )
+    p.add_argument("group_id", help="names the job: consumer group prefix and checkpoint folder")
     p.add_argument("--output-topic", default=DEFAULT_OUTPUT_TOPIC)
     p.add_argument(
         "--checkpoint",
         help=f"checkpoint folder (default {DEFAULT_CHECKPOINT_ROOT}/<group-id>)",
     )
-    p.add_argument(
-        "--console", action="store_true", help="print updated totals to stdout"
-    )
+    p.add_argument("--console", action="store_true", help="print updated totals to stdout")
     p.add_argument("--console-file", help="append the same table to this file")
-    p.add_argument(
-        "--console-rows", type=int, default=20, help="rows per table (default 20)"
-    )
-    p.add_argument(
-        "--trigger", default="0 seconds", help='micro-batch interval, e.g. "1 second"'
-    )
+    p.add_argument("--console-rows", type=int, default=20, help="rows per table (default 20)")
+    p.add_argument("--trigger", default="0 seconds", help='micro-batch interval, e.g. "1 second"')
     p.add_argument(
         "--starting-offsets",
         default="earliest",
         help="earliest|latest: where a new checkpoint starts (ignored when resuming)",
     )
-    p.add_argument(
-        "--min-partitions", type=int, help="minimum Spark tasks reading per batch"
-    )
+    p.add_argument("--min-partitions", type=int, help="minimum Spark tasks reading per batch")
     args = p.parse_args(argv)
     if not args.checkpoint:
         args.checkpoint = f"{DEFAULT_CHECKPOINT_ROOT}/{args.group_id}"
