@@ -5,12 +5,16 @@
 Each group gets its own folder because their jackson / slf4j / log4j versions differ. The
 Spark connector version is read from the pyspark pin in requirements.txt, so it always matches
 the Spark that runs it. A stamp per group (hash of pom.xml + that version) makes reruns free.
+Extra Maven arguments (a corporate mirror, a proxy) go in STREAMLAB_MAVEN_ARGS, e.g.
+`STREAMLAB_MAVEN_ARGS="-s ~/mirror-settings.xml" make up`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,12 +59,13 @@ def ensure(cfg: StackConfig) -> None:
             mvn, "-B", "-ntp", "-f", str(REPO / "jvm" / "pom.xml"), "-P", group,
             "dependency:copy-dependencies", "-DincludeScope=runtime",
             f"-DoutputDirectory={tmp}", f"-Dspark.version={spark_version}",
+            *shlex.split(os.environ.get("STREAMLAB_MAVEN_ARGS", "")),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             out = proc.stdout + proc.stderr
             hint = ""
-            if re.search(r"Could not (transfer|resolve)|UnknownHost|Connection refused|timed out", out):
+            if re.search(r"Could not (transfer|resolve)|UnknownHost|Connection refused|timed out|Connect to", out):
                 hint = (
                     "\nMaven could not reach its repository. Check the network, a proxy, or a "
                     "mirror in ~/.m2/settings.xml, then run `make up` again."
