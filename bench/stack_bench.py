@@ -71,7 +71,7 @@ def main() -> None:
 
     home = Path(args.home or tempfile.mkdtemp(prefix="streamlab-bench-"))
     env = dict(os.environ, STREAMLAB_HOME=str(home))
-    for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS))):
+    for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS)), strict=False):
         env[f"STREAMLAB_PORT_{name.upper()}"] = str(port)
     os.environ.update({k: v for k, v in env.items() if k.startswith("STREAMLAB_")})
 

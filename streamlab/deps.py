@@ -18,7 +18,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from streamlab.config import REPO, StackConfig
 

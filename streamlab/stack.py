@@ -646,6 +646,8 @@ def up(cfg: StackConfig, timeout: float) -> None:
         ok for ok, _ in health_all(cfg).values()
     ):
         say(f"already up (checked in {time.monotonic() - started_at:.1f} s)")
+        if os.environ.get("STREAMLAB_START_DAGS", "1") != "0":
+            start_platform_dags(cfg, provision=False)
         print_summary(cfg)
         return
 
@@ -670,7 +672,63 @@ def up(cfg: StackConfig, timeout: float) -> None:
     start([s.name for s in SERVICES if s.name.startswith("airflow")])
     wait_healthy(cfg, deadline=started_at + timeout)
     say(f"all services healthy in {time.monotonic() - started_at:.1f} s")
+    if os.environ.get("STREAMLAB_START_DAGS", "1") != "0":
+        start_platform_dags(cfg)
     print_summary(cfg)
+
+
+PROVISION_DAG = "kafka_topics_provision"
+STREAMING_DAG = "streaming_wordcount"
+
+
+def start_platform_dags(cfg: StackConfig, timeout: float = 180, provision: bool = True) -> None:
+    """Make the platform do its job without clicks: topics provisioned, streaming running.
+
+    Provisioning runs on every start (it is idempotent, and the topics file may have changed),
+    and on a no-op `up` only if it never succeeded; the streaming DAG is
+    continuous and unpaused at creation, so the scheduler starts and supervises it. A DAG the
+    user paused stays paused.
+    """
+    if not (REPO / "dags" / f"{PROVISION_DAG}.py").exists():
+        return
+    try:
+        _start_platform_dags(cfg, timeout, provision)
+    except (OSError, ValueError, KeyError) as exc:  # HTTP errors are OSErrors
+        raise StackError(f"could not talk to Airflow's REST API at {cfg.airflow_url}: {exc}") from None
+
+
+def _start_platform_dags(cfg: StackConfig, timeout: float, provision: bool) -> None:
+    from streamlab.airflow_client import AirflowClient
+
+    client = AirflowClient(cfg)
+    deadline = time.monotonic() + timeout
+    while client.dag(PROVISION_DAG) is None:
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"DAG {PROVISION_DAG} was not parsed within {timeout:.0f} s; see "
+                f"{cfg.log_dir / 'airflow-dag-processor.log'} and `bin/airflow dags list-import-errors`."
+            )
+        time.sleep(2)
+    if provision or not client.runs(PROVISION_DAG, state="success", limit=1):
+        say(f"provisioning Kafka topics from dags/topics.yaml (DAG {PROVISION_DAG})")
+        run_id = client.trigger(PROVISION_DAG)["dag_run_id"]
+        while True:
+            state = client.get(f"/dags/{PROVISION_DAG}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                break
+            if time.monotonic() > deadline:
+                raise StackError(f"{PROVISION_DAG} run {run_id} still {state} after {timeout:.0f} s")
+            time.sleep(2)
+        if state != "success":
+            raise StackError(
+                f"{PROVISION_DAG} run {run_id} failed: see its log in the Airflow UI or under "
+                f"{cfg.airflow_home / 'logs'}; fix dags/topics.yaml or the drift it reports, then "
+                "`make up` again."
+            )
+        say("topics provisioned")
+    streaming = client.dag(STREAMING_DAG)
+    if streaming is not None:
+        say(f"{STREAMING_DAG}: {'paused (unpause it in the UI)' if streaming['is_paused'] else 'running under the scheduler'}")
 
 
 def wait_healthy(cfg: StackConfig, deadline: float) -> None:

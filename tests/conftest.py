@@ -44,7 +44,7 @@ def isolated_env(home: Path) -> dict[str, str]:
 
     env = dict(os.environ)
     env["STREAMLAB_HOME"] = str(home)
-    for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS))):
+    for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS)), strict=False):
         env[f"STREAMLAB_PORT_{name.upper()}"] = str(port)
     return env
 

@@ -103,7 +103,7 @@ def test_kafka_independent_client_creates_produces_consumes(stack):
 def test_webhdfs_create_list_read(stack):
     folder = f"/it/{uuid.uuid4().hex[:8]}"
     webhdfs(stack, "PUT", folder, "MKDIRS")
-    payload = "bonjour HDFS\n".encode() * 100
+    payload = b"bonjour HDFS\n" * 100
     webhdfs(stack, "PUT", f"{folder}/a.txt", "CREATE", data=payload, overwrite="true")
     listing = json.loads(webhdfs(stack, "GET", folder, "LISTSTATUS"))
     names = [s["pathSuffix"] for s in listing["FileStatuses"]["FileStatus"]]
