@@ -38,12 +38,16 @@ def run_stack(command: str, env: dict[str, str], timeout: float = 600) -> subpro
     )  # fmt: skip
 
 
-def isolated_env(home: Path) -> dict[str, str]:
-    """Environment selecting a stack in `home` with free ports for every service."""
+def isolated_env(home: Path, start_dags: bool = False) -> dict[str, str]:
+    """Environment selecting a stack in `home` with free ports for every service.
+
+    Extra stacks made by error-path tests skip the platform DAGs (topics, streaming) to stay light.
+    """
     from streamlab.config import PORT_DEFAULTS
 
     env = dict(os.environ)
     env["STREAMLAB_HOME"] = str(home)
+    env["STREAMLAB_START_DAGS"] = "1" if start_dags else "0"
     for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS)), strict=False):
         env[f"STREAMLAB_PORT_{name.upper()}"] = str(port)
     return env
@@ -62,7 +66,7 @@ def stack(tmp_path_factory):
         return
 
     home = tmp_path_factory.mktemp("stack")
-    env = isolated_env(home)
+    env = isolated_env(home, start_dags=True)
     env.setdefault("STREAMLAB_AIRFLOW_PARALLELISM", "6")
     saved = {k: os.environ.get(k) for k in env if k.startswith("STREAMLAB_")}
     # Tests and the code under test find this stack through StackConfig.load().

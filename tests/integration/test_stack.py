@@ -100,6 +100,17 @@ def test_kafka_independent_client_creates_produces_consumes(stack):
     assert consume_all(stack.kafka_bootstrap, topic, len(values)) == values
 
 
+def test_up_provisioned_the_topics_file(stack):
+    """`up` triggers kafka_topics_provision: the topics of dags/topics.yaml exist as declared."""
+    import yaml
+
+    declared = yaml.safe_load((REPO / "dags" / "topics.yaml").read_text())["topics"]
+    md = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=30)
+    for topic in declared:
+        assert topic["name"] in md.topics, f"{topic['name']} was not provisioned"
+        assert len(md.topics[topic["name"]].partitions) == topic["partitions"]
+
+
 def test_webhdfs_create_list_read(stack):
     folder = f"/it/{uuid.uuid4().hex[:8]}"
     webhdfs(stack, "PUT", folder, "MKDIRS")
