@@ -8,6 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# `make up PROFILE=cluster`: 3 Kafka brokers, 2 DataNodes, Spark standalone (state in var-cluster/).
+ifdef PROFILE
+export STREAMLAB_PROFILE := $(PROFILE)
+endif
 
 .PHONY: help up down status clean deps venv test test-unit lint demo bench
 

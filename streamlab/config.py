@@ -4,7 +4,9 @@ One source of truth for the stack manager, the `bin/` wrappers, the tests and th
 Everything is explicit and overridable from the environment, so a test session can run an
 isolated stack (its own state folder and free ports) beside a developer's.
 
-    STREAMLAB_HOME            state folder (default: <repo>/var)
+    STREAMLAB_PROFILE         `local` (default: one node of each) or `cluster` (3 Kafka brokers,
+                              2 DataNodes, a Spark standalone master and worker)
+    STREAMLAB_HOME            state folder (default: <repo>/var, or <repo>/var-cluster)
     STREAMLAB_DEPS            downloaded jars (default: <repo>/.deps)
     STREAMLAB_PORT_<SERVICE>  e.g. STREAMLAB_PORT_KAFKA=19092 (see PORT_DEFAULTS)
     STREAMLAB_SPARK_MASTER    master of spark_default (default: local[2])
@@ -34,7 +36,19 @@ PORT_DEFAULTS: dict[str, tuple[int, str]] = {
     "datanode_http": (9864, "HDFS DataNode web"),
     "datanode_ipc": (9867, "HDFS DataNode IPC"),
     "airflow_api": (8080, "Airflow api-server"),
+    # cluster profile only
+    "kafka_2": (9094, "Kafka broker 2"),
+    "kafka_controller_2": (9095, "Kafka KRaft controller 2"),
+    "kafka_3": (9096, "Kafka broker 3"),
+    "kafka_controller_3": (9097, "Kafka KRaft controller 3"),
+    "datanode_2": (9876, "HDFS DataNode 2 data transfer"),
+    "datanode_2_http": (9874, "HDFS DataNode 2 web"),
+    "datanode_2_ipc": (9877, "HDFS DataNode 2 IPC"),
+    "spark_master": (7077, "Spark standalone master"),
+    "spark_master_ui": (8081, "Spark master web UI"),
+    "spark_worker_ui": (8082, "Spark worker web UI"),
 }
+PROFILES = ("local", "cluster")
 
 HOST = "127.0.0.1"  # every server of the local stack listens on loopback only
 
@@ -53,9 +67,27 @@ def _env_port(name: str) -> int | None:
 
 
 @dataclass(frozen=True)
+class KafkaNode:
+    node_id: int
+    service: str  # process name in the stack
+    port: str  # key in StackConfig.ports
+    controller_port: str
+
+
+@dataclass(frozen=True)
+class DataNode:
+    service: str
+    conf: str  # folder name under conf/
+    port: str
+    http_port: str
+    ipc_port: str
+
+
+@dataclass(frozen=True)
 class StackConfig:
     home: Path
     ports: dict[str, int] = field(default_factory=dict)
+    profile: str = "local"
     deps: Path = REPO / ".deps"
     spark_master: str = "local[2]"
     airflow_parallelism: int = 4
@@ -64,7 +96,11 @@ class StackConfig:
     @classmethod
     def load(cls, home: str | Path | None = None) -> StackConfig:
         """Config from, in order: explicit/env overrides, `<home>/stack.json`, defaults."""
-        home = Path(home or os.environ.get("STREAMLAB_HOME") or REPO / "var").resolve()
+        wanted = os.environ.get("STREAMLAB_PROFILE") or None
+        if wanted is not None and wanted not in PROFILES:
+            raise SystemExit(f"STREAMLAB_PROFILE={wanted!r}: choose one of {', '.join(PROFILES)}")
+        default_home = REPO / ("var-cluster" if wanted == "cluster" else "var")
+        home = Path(home or os.environ.get("STREAMLAB_HOME") or default_home).resolve()
         saved: dict = {}
         state_file = home / "stack.json"
         if state_file.exists():
@@ -75,13 +111,20 @@ class StackConfig:
         ports = {}
         for name, (default, _) in PORT_DEFAULTS.items():
             ports[name] = _env_port(name) or saved.get("ports", {}).get(name) or default
+        profile = wanted or saved.get("profile") or "local"
+        if wanted and saved.get("profile") and saved["profile"] != wanted:
+            raise SystemExit(
+                f"{home} holds a {saved['profile']} stack, not {wanted}: use another STREAMLAB_HOME "
+                "or `make clean` it first."
+            )
         return cls(
             home=home,
             ports=ports,
+            profile=profile,
             deps=Path(os.environ.get("STREAMLAB_DEPS") or REPO / ".deps").resolve(),
             spark_master=os.environ.get("STREAMLAB_SPARK_MASTER")
             or saved.get("spark_master")
-            or "local[2]",
+            or ("" if profile == "cluster" else "local[2]"),
             airflow_parallelism=int(
                 os.environ.get("STREAMLAB_AIRFLOW_PARALLELISM")
                 or saved.get("airflow_parallelism")
@@ -95,6 +138,7 @@ class StackConfig:
         tmp.write_text(
             json.dumps(
                 {
+                    "profile": self.profile,
                     "ports": self.ports,
                     "spark_master": self.spark_master,
                     "airflow_parallelism": self.airflow_parallelism,
@@ -104,10 +148,43 @@ class StackConfig:
         )
         tmp.replace(self.home / "stack.json")
 
+    # ---- topology -----------------------------------------------------------------------
+    @property
+    def cluster(self) -> bool:
+        return self.profile == "cluster"
+
+    @property
+    def kafka_nodes(self) -> list[KafkaNode]:
+        if not self.cluster:
+            return [KafkaNode(1, "kafka", "kafka", "kafka_controller")]
+        return [
+            KafkaNode(1, "kafka-1", "kafka", "kafka_controller"),
+            KafkaNode(2, "kafka-2", "kafka_2", "kafka_controller_2"),
+            KafkaNode(3, "kafka-3", "kafka_3", "kafka_controller_3"),
+        ]
+
+    @property
+    def datanodes(self) -> list[DataNode]:
+        if not self.cluster:
+            return [DataNode("datanode", "hadoop", "datanode", "datanode_http", "datanode_ipc")]
+        return [
+            DataNode("datanode-1", "hadoop", "datanode", "datanode_http", "datanode_ipc"),
+            DataNode("datanode-2", "hadoop-dn2", "datanode_2", "datanode_2_http", "datanode_2_ipc"),
+        ]
+
+    @property
+    def replication(self) -> int:
+        """Default replication of Kafka topics and HDFS blocks."""
+        return 3 if self.cluster else 1
+
     # ---- addresses ----------------------------------------------------------------------
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{HOST}:{self.ports['kafka']}"
+        return ",".join(f"{HOST}:{self.ports[n.port]}" for n in self.kafka_nodes)
+
+    @property
+    def spark_master_url(self) -> str:
+        return f"spark://{HOST}:{self.ports['spark_master']}"
 
     @property
     def hdfs_uri(self) -> str:
@@ -167,7 +244,7 @@ class StackConfig:
             "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
                 {
                     "conn_type": "spark",
-                    "host": self.spark_master,
+                    "host": self.spark_master or self.spark_master_url,
                     "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
                 }
             ),
@@ -248,4 +325,8 @@ class StackConfig:
             }
         )
         env.update(self.airflow_connections())
+        if self.cluster:
+            # Topics file defaults for a replicated cluster (see dags/topics.yaml).
+            env.setdefault("STREAMLAB_TOPIC_REPLICATION_FACTOR", "3")
+            env.setdefault("STREAMLAB_TOPIC_MIN_ISR", "2")
         return env
