@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamlab.config import PORT_DEFAULTS, StackConfig  # noqa: E402
-from streamlab.stack import SERVICES, descendants, running_pid, stack_pids  # noqa: E402
+from streamlab.stack import descendants, running_pid, services, stack_pids  # noqa: E402
 
 
 def free_ports(n: int) -> list[int]:
@@ -83,7 +83,7 @@ def main() -> None:
         time.sleep(args.idle)
         cfg = StackConfig.load(home)
         rows = []
-        for svc in SERVICES:
+        for svc in services(cfg):
             pid = running_pid(cfg, svc.name)
             tree = [pid, *descendants([pid])] if pid else []
             rss = sum(memory_kib(p)[0] for p in tree)

@@ -199,13 +199,13 @@ def test_spark_submit_wrapper_writes_to_hdfs(stack, tmp_path):
 
 
 def test_second_up_is_a_quick_no_op(stack):
-    from streamlab.stack import SERVICES, running_pid
+    from streamlab.stack import running_pid, services
 
-    before = {s.name: running_pid(stack, s.name) for s in SERVICES}
+    before = {s.name: running_pid(stack, s.name) for s in services(stack)}
     proc = run_stack("up", stack_env(stack), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "already up" in proc.stdout
-    assert {s.name: running_pid(stack, s.name) for s in SERVICES} == before
+    assert {s.name: running_pid(stack, s.name) for s in services(stack)} == before
 
 
 def test_port_taken_is_named_with_its_owner(tmp_path):
