@@ -53,5 +53,8 @@ test: deps ## run the whole test suite (unit + integration on an isolated real s
 test-unit: deps ## only the tests that need no running service
 	$(PY) -m pytest -m "not integration"
 
+demo: up ## produce a sample text, print the running counts, land it into HDFS
+	@$(PY) -m streamlab.demo
+
 lint: venv ## ruff
 	$(VENV)/bin/ruff check .
