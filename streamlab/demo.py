@@ -88,6 +88,9 @@ def main() -> int:
     for word in sorted(counts, key=lambda w: (-counts[w], w)):
         print(f"     {word:12} {counts[word]}")
     out = cfg.home / "out"
+    deadline = time.monotonic() + 15  # the table is appended once its micro-batch is written
+    while out.exists() and marker not in out.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.5)
     if out.exists():
         print(f"\n   last lines of the lab's console output {out}:")
         for line in out.read_text(errors="replace").splitlines()[-8:]:
