@@ -89,8 +89,14 @@ def test_killing_a_broker_under_load_loses_no_acknowledged_record(cluster):
         }
     )
     # The leader of partition 0 is the victim: the hardest broker to lose.
-    leader = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap}).list_topics(topic, timeout=30)
-    victim = leader.topics[topic].partitions[0].leader
+    deadline = time.monotonic() + 30
+    while True:  # a new topic's partitions reach the metadata a moment after creation
+        md = admin.list_topics(topic, timeout=30).topics[topic]
+        if 0 in md.partitions and md.partitions[0].leader >= 0:
+            break
+        assert time.monotonic() < deadline, f"no leader for {topic}"
+        time.sleep(0.5)
+    victim = md.partitions[0].leader
     victim_pid = running_pid(cfg, f"kafka-{victim}")
     assert victim_pid
 
