@@ -325,6 +325,10 @@ class StackConfig:
             }
         )
         env.update(self.airflow_connections())
+        # Children that load StackConfig again (bin/ wrappers, spark-submit) must get this very
+        # stack, even if the parent's environment named another one.
+        env["STREAMLAB_PROFILE"] = self.profile
+        env.update({f"STREAMLAB_PORT_{name.upper()}": str(port) for name, port in self.ports.items()})
         if self.cluster:
             # Topics file defaults for a replicated cluster (see dags/topics.yaml).
             env.setdefault("STREAMLAB_TOPIC_REPLICATION_FACTOR", "3")

@@ -246,9 +246,18 @@ def write_configs(cfg: StackConfig) -> None:
         f"spark.driver.host {HOST}\n"
         f"spark.driver.bindAddress {HOST}\n"
         "spark.ui.showConsoleProgress false\n"
+        # The HDFS client sleeps 400 ms by default before re-polling the close of every small
+        # file (checkpoints, commit logs): 20 ms takes streaming p50 from 1.45 s to 0.35 s.
+        "spark.hadoop.dfs.client.block.write.locateFollowingBlock.initial.delay.ms 20\n"
         # On the standalone cluster an application takes every free core unless capped: the
         # streaming job would starve the landing and batch jobs.
-        + ("spark.cores.max 2\nspark.executor.memory 1g\n" if cfg.cluster else "")
+        # The cluster profile's wrappers submit to its master (SparkSubmitOperator passes
+        # --master from spark_default, which wins).
+        + (
+            f"spark.master {cfg.spark_master_url}\nspark.cores.max 2\nspark.executor.memory 1g\n"
+            if cfg.cluster
+            else ""
+        )
     )
     (spark_conf / "log4j2.properties").write_text(
         "rootLogger.level = warn\n"

@@ -168,3 +168,99 @@ def test_stopped_datanode_does_not_lose_files_and_writes_go_on(cluster, tmp_path
     again = run_stack("up", env, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "started datanode-2" in again.stdout
+
+
+def _leader_of(cfg, topic: str) -> int:
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    deadline = time.monotonic() + 30
+    while True:
+        md = admin.list_topics(topic, timeout=30).topics[topic]
+        if 0 in md.partitions and md.partitions[0].leader >= 0:
+            return md.partitions[0].leader
+        assert time.monotonic() < deadline, f"no leader for {topic}"
+        time.sleep(0.5)
+
+
+def _replicated_topics(cfg, *names: str, compacted: tuple[str, ...] = ()) -> None:
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                n, 1, 3,
+                config={"min.insync.replicas": "2", **({"cleanup.policy": "compact"} if n in compacted else {})},
+            )  # fmt: skip
+            for n in names
+        ]
+    )
+    for f in futures.values():
+        f.result(60)
+
+
+@pytest.mark.timeout(900)
+def test_streaming_word_count_on_the_spark_master_stays_exact_when_a_broker_dies(cluster, tmp_path):
+    """The streaming job submitted to the standalone master; the input's leader broker is killed."""
+    from streamlab.stack import running_pid
+    from tests.integration.test_streaming_wordcount import (
+        LINES,
+        LatestValues,
+        SparkJob,
+        expected_counts,
+        produce,
+        wait_until,
+    )  # fmt: skip
+
+    cfg, env = cluster
+    tag = uuid.uuid4().hex[:8]
+    src, dst, group = f"cl-in-{tag}", f"cl-out-{tag}", f"cl-{tag}"
+    _replicated_topics(cfg, src, dst, compacted=(dst,))
+    job = SparkJob(cfg, tmp_path, src, dst, group)
+    job.args[job.args.index("local[2]")] = cfg.spark_master_url
+    output = LatestValues(cfg, dst)
+    try:
+        job.start()
+        produce(cfg, src, LINES)
+        output.wait_for(expected_counts(LINES), timeout=240)
+        stream = [f"{line} #{i}" for i in range(100) for line in LINES]
+        producer = threading.Thread(target=produce, args=(cfg, src, stream, 0.01))
+        producer.start()
+        wait_until(lambda: len(output.poll(0.5)) > len(expected_counts(LINES)) + 20, 90, "stream counts")
+        victim = _leader_of(cfg, src)
+        os.killpg(running_pid(cfg, f"kafka-{victim}"), signal.SIGKILL)
+        producer.join()
+        output.wait_for(expected_counts(LINES + stream), timeout=240)
+        job.assert_running()
+    finally:
+        job.stop()
+        output.close()
+    again = run_stack("up", env, timeout=300)
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.timeout(900)
+def test_landing_succeeds_with_a_datanode_stopped_and_loses_no_file(cluster):
+    """kafka_to_hdfs_landing's job on the Spark master, one of the two DataNodes down."""
+    import hdfs
+
+    from streamlab.stack import running_pid
+    from tests.integration.test_landing import check_exactly_once, land
+    from tests.integration.test_landing import produce as produce_acked
+
+    cfg, env = cluster
+    client = hdfs.InsecureClient(cfg.webhdfs_url, user="streamlab")
+    topic = f"cl-land-{uuid.uuid4().hex[:8]}"
+    _replicated_topics(cfg, topic)
+    produced = produce_acked(cfg, topic, [f"before {i} données".encode() for i in range(2000)])
+    rc, report, out = land(cfg, topic, "cl-1")
+    assert rc == 0, out[-3000:]
+    check_exactly_once(client, topic, produced, complete=True)
+
+    pid = running_pid(cfg, "datanode-1")
+    os.killpg(pid, signal.SIGKILL)  # the harshest stop
+    produced |= produce_acked(cfg, topic, [f"after {i} été".encode() for i in range(2000)])
+    rc, report, out = land(cfg, topic, "cl-2")
+    assert rc == 0, out[-3000:]
+    # Every record, landed before and after the loss, read back through a plain listing.
+    check_exactly_once(client, topic, produced, complete=True)
+
+    again = run_stack("up", env, timeout=300)
+    assert again.returncode == 0, again.stderr

@@ -25,15 +25,17 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def spark() -> SparkSession:
-    """The session of tests/conftest.py when there is one (getOrCreate), else a local one."""
-    return (
+def spark():
+    """A local SparkSession for this module, stopped at the end (its py4j threads too)."""
+    session = (
         SparkSession.builder.master("local[2]")
         .appName("test_wordcount_stream")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .getOrCreate()
     )
+    yield session
+    session.stop()
 
 
 def records(spark: SparkSession, *values: bytes | None):
@@ -117,12 +119,24 @@ def test_one_mib_line_of_words(spark):
     )
 
 
-def test_one_mib_word(spark):
-    df = records(spark, b"Z" * MIB, b"z" * MIB, b"short")
+def test_word_up_to_the_byte_limit_is_counted_a_longer_one_is_not(spark):
+    df = records(spark, b"Z" * MIB, b"y" * 1_000_000, b"Y" * 1_000_000, b"short")
 
     result = job.running_totals(df).select(F.length("word").alias("length"), "count")
 
-    assertDataFrameEqual(result, [Row(length=MIB, count=2), Row(length=5, count=1)])
+    assertDataFrameEqual(result, [Row(length=1_000_000, count=2), Row(length=5, count=1)])
+
+
+def test_byte_limit_counts_utf8_bytes_not_characters(spark):
+    df = records(spark, "été abcd ab".encode())  # "été" is 3 characters, 5 bytes
+
+    assertDataFrameEqual(
+        job.running_totals(df, max_word_bytes=5),
+        [Row(word="été", count=1), Row(word="abcd", count=1), Row(word="ab", count=1)],
+    )
+    assertDataFrameEqual(
+        job.running_totals(df, max_word_bytes=4), [Row(word="abcd", count=1), Row(word="ab", count=1)]
+    )
 
 
 def test_kafka_records_are_word_keys_and_decimal_counts(spark):
@@ -181,6 +195,7 @@ def test_default_checkpoint_is_per_group_id():
     assert args.checkpoint == "/checkpoints/wordcount_stream/wordcount"
     assert args.output_topic == "wordcounts"
     assert not args.console and args.console_file is None
+    assert args.max_word_bytes == 1_000_000
 
 
 def test_explicit_options_are_kept():
@@ -190,3 +205,33 @@ def test_explicit_options_are_kept():
 
     assert (args.topics, args.output_topic, args.checkpoint) == ("a,b", "out", "file:///tmp/c")
     assert args.console
+
+
+def test_console_table_is_the_console_sinks_largest_first(spark, tmp_path):
+    totals = spark.createDataFrame([("kafka", 1), ("hello", 2), ("and", 1)], "word string, count long")
+    out = tmp_path / "out"
+
+    job._print_table(totals, 3, 20, str(out))
+    job._print_table(totals.limit(0), 4, 20, str(out))
+
+    assert out.read_text(encoding="utf-8") == (
+        "-------------------------------------------\n"
+        "Batch: 3\n"
+        "-------------------------------------------\n"
+        "+-----+-----+\n"
+        "| word|count|\n"
+        "+-----+-----+\n"
+        "|hello|    2|\n"
+        "|  and|    1|\n"
+        "|kafka|    1|\n"
+        "+-----+-----+\n"
+        "\n"
+        "-------------------------------------------\n"
+        "Batch: 4\n"
+        "-------------------------------------------\n"
+        "+----+-----+\n"
+        "|word|count|\n"
+        "+----+-----+\n"
+        "+----+-----+\n"
+        "\n"
+    )
