@@ -370,7 +370,7 @@ def merged_footer(parts: Sequence[tuple[bytes, int]]) -> bytes:
     row_groups: list[TStruct] = []
     total_rows = 0
     delta = 0
-    for meta, (_, length) in zip(metas, parts):
+    for meta, (_, length) in zip(metas, parts, strict=True):
         for rg in meta.get(FMD_ROW_GROUPS, TList(T_STRUCT, [])).items:
             row_groups.append(_shift_row_group(rg, delta, len(row_groups)))
         total_rows += meta.get(FMD_NUM_ROWS, 0)

@@ -1,0 +1,261 @@
+"""Landing throughput against Kafka's own ConsumerPerformance, and the fixed cost of a no-op run.
+
+    .venv/bin/python bench/landing_bench.py [--records 5000000] [--partitions 2] [--airflow]
+
+Against the running stack (`make up`); everything it creates (a topic, HDFS folders under
+/bench/<id>/) is deleted at the end unless --keep. In one run, on the same topic:
+
+1. produce --records records of about --record-bytes bytes (distinct UTF-8 text values);
+2. ConsumerPerformance (`org.apache.kafka.tools.ConsumerPerformance`, one consumer, the physical
+   read limit here) reading 1 record, then all of them: rate = records / (wall(all) - wall(1)),
+   next to the tool's own fetch.nMsg.sec (which excludes its group join);
+3. the landing job (spark-submit, the same command as the DAG) on a 1-record topic, then on the
+   big topic: rate = records / (wall(big) - wall(1 record)); also records / the job's own
+   read+write phase (`timings_s.write`: Spark reading Kafka and writing Parquet, session start
+   excluded);
+4. a no-op landing (nothing new): wall time of spark-submit, and with --airflow the same through
+   the DAG: from the start of task `land` to the end of task `report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streamlab.config import StackConfig  # noqa: E402
+
+JOB = REPO / "spark_jobs" / "kafka_to_hdfs_landing.py"
+PY_FILES = f"{REPO}/streamlab/landing.py,{REPO}/streamlab/parquet_footer.py"
+REPORT_MARKER = "LANDING_REPORT_JSON "
+WORDS = "kafka hdfs spark airflow parquet données landing exactly once offset partition topic".split()
+
+
+def produce(cfg: StackConfig, topic: str, n: int, size: int, partitions: int) -> float:
+    from confluent_kafka import Producer
+
+    p = Producer(
+        {
+            "bootstrap.servers": cfg.kafka_bootstrap,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 2_000_000,
+            "compression.type": "none",
+        }
+    )
+    filler = " ".join(WORDS * 4)
+    start = time.monotonic()
+    for i in range(n):
+        head = f"{i:09d} {WORDS[i % len(WORDS)]} {WORDS[(i // 7) % len(WORDS)]} "
+        value = (head + filler)[:size].encode()
+        while True:
+            try:
+                p.produce(topic, value=value, partition=i % partitions)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 50_000 == 0:
+            p.poll(0)
+    p.flush()
+    return time.monotonic() - start
+
+
+def consumer_perf(cfg: StackConfig, topic: str, n: int) -> tuple[float, dict[str, str]]:
+    cmd = [
+        str(REPO / "bin" / "kafka-consumer-perf-test.sh"),
+        "--bootstrap-server", cfg.kafka_bootstrap, "--topic", topic, "--messages", str(n),
+        "--timeout", "120000", "--group", f"bench-{uuid.uuid4().hex[:8]}",
+    ]  # fmt: skip
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env=cfg.env(), capture_output=True, text=True, timeout=900)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"ConsumerPerformance failed:\n{proc.stdout}\n{proc.stderr}")
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    header = next(i for i, line in enumerate(lines) if line.startswith("start.time"))
+    stats = dict(
+        zip(
+            [h.strip() for h in lines[header].split(",")],
+            [v.strip() for v in lines[header + 1].split(",")],
+            strict=True,
+        )
+    )
+    return wall, stats
+
+
+def landing(
+    cfg: StackConfig, topic: str, root: str | None, run_id: str, extra: list[str]
+) -> tuple[float, dict]:
+    """Run the landing job; `root` None = the DAG's folders (/data/raw, ...)."""
+    roots = [] if root is None else [
+        "--raw-root", f"{root}/raw", "--quarantine-root", f"{root}/quarantine", "--reports-root", f"{root}/reports",
+    ]  # fmt: skip
+    cmd = [
+        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", PY_FILES,
+        str(JOB), "--bootstrap-servers", cfg.kafka_bootstrap, "--topic", f"{topic}=text",
+        "--run-id", run_id, *roots, *extra,
+    ]  # fmt: skip
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env=cfg.env(), capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - start
+    report = next(
+        (
+            json.loads(x[len(REPORT_MARKER) :])
+            for x in proc.stdout.splitlines()
+            if x.startswith(REPORT_MARKER)
+        ),
+        None,
+    )
+    if proc.returncode != 0 or report is None:
+        sys.exit(f"landing failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return wall, report
+
+
+def airflow_noop(cfg: StackConfig, topic: str) -> dict:
+    """Trigger the DAG for an already landed topic; seconds from `land` start to `report` end."""
+    from datetime import datetime
+
+    import requests
+
+    user, password = cfg.admin_credentials()
+    token = requests.post(
+        f"{cfg.airflow_url}/auth/token", json={"username": user, "password": password}, timeout=30
+    )
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    api = f"{cfg.airflow_url}/api/v2/dags/kafka_to_hdfs_landing"
+    run_id = f"bench-noop-{topic}"
+    r = requests.post(
+        f"{api}/dagRuns", headers=headers, timeout=30,
+        json={"dag_run_id": run_id, "logical_date": None, "conf": {"topics": [f"{topic}=text"]}},
+    )  # fmt: skip
+    r.raise_for_status()
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        state = requests.get(f"{api}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]
+        if state in ("success", "failed"):
+            break
+        time.sleep(2)
+    tis = {
+        t["task_id"]: t
+        for t in requests.get(f"{api}/dagRuns/{run_id}/taskInstances", headers=headers, timeout=30).json()[
+            "task_instances"
+        ]
+    }
+
+    def ts(s: str) -> float:
+        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+    return {
+        "run_id": run_id,
+        "state": state,
+        "land_task_s": round(ts(tis["land"]["end_date"]) - ts(tis["land"]["start_date"]), 2),
+        "land_start_to_report_end_s": round(ts(tis["report"]["end_date"]) - ts(tis["land"]["start_date"]), 2),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=5_000_000)
+    ap.add_argument("--record-bytes", type=int, default=100)
+    ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--airflow", action="store_true", help="also time a no-op run through the DAG")
+    ap.add_argument("--keep", action="store_true", help="keep the topics and HDFS folders")
+    ap.add_argument("--landing-arg", action="append", default=[], help="extra argument for the landing job")
+    args = ap.parse_args()
+
+    cfg = StackConfig.load()
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    bench_id = uuid.uuid4().hex[:8]
+    big, tiny = f"bench-landing-{bench_id}", f"bench-landing-{bench_id}-tiny"
+    for name, parts in ((big, args.partitions), (tiny, 1)):
+        admin.create_topics([NewTopic(name, parts, 1)])[name].result()
+    root = f"/bench/{bench_id}"
+    out: dict = {"records": args.records, "record_bytes": args.record_bytes, "partitions": args.partitions}
+    try:
+        print(f"producing {args.records:,} records of {args.record_bytes} B into {big} ...", flush=True)
+        out["produce_s"] = round(produce(cfg, big, args.records, args.record_bytes, args.partitions), 1)
+        produce(cfg, tiny, 1, args.record_bytes, 1)
+
+        print("ConsumerPerformance ...", flush=True)
+        cp1, _ = consumer_perf(cfg, big, 1)
+        cpn, stats = consumer_perf(cfg, big, args.records)
+        out["consumer_perf"] = {
+            "wall_1_s": round(cp1, 2),
+            "wall_all_s": round(cpn, 2),
+            "records_per_s_excl_startup": round(args.records / (cpn - cp1)),
+            "tool_fetch_nmsg_per_s": float(stats.get("fetch.nMsg.sec", "nan")),
+            "tool_mb_per_s": float(stats.get("fetch.MB.sec", "nan")),
+        }
+
+        print("landing: 1 record, then everything, then nothing new ...", flush=True)
+        w1, r1 = landing(cfg, tiny, root, f"bench-{bench_id}-tiny", args.landing_arg)
+        wn, rn = landing(cfg, big, root, f"bench-{bench_id}-big", args.landing_arg)
+        w0, r0 = landing(cfg, big, root, f"bench-{bench_id}-noop", args.landing_arg)
+        t = rn["topics"][0]
+        assert t["totals"]["records"] == args.records, t["totals"]
+        out["landing"] = {
+            "wall_1_record_s": round(w1, 2),
+            "wall_all_s": round(wn, 2),
+            "records_per_s_excl_startup": round(args.records / (wn - w1)),
+            "spark_read_write_s": t["timings_s"].get("write"),
+            "records_per_s_read_write_phase": round(args.records / t["timings_s"]["write"]),
+            "timings_s": t["timings_s"],
+            "spark_startup_s": rn.get("spark_startup_s"),
+            "files": t["totals"]["files"],
+            "parquet_bytes": t["totals"]["bytes"],
+            "noop_wall_s": round(w0, 2),
+            "noop_in_job_s": r0["topics"][0]["seconds"],
+        }
+        out["ratio_landing_to_consumer_perf"] = round(
+            out["landing"]["records_per_s_excl_startup"] / out["consumer_perf"]["records_per_s_excl_startup"],
+            3,
+        )
+        if args.airflow:
+            print("no-op run through Airflow ...", flush=True)
+            landing(
+                cfg, tiny, None, f"bench-{bench_id}-tiny-dag-folders", args.landing_arg
+            )  # as the DAG lands
+            out["airflow_noop"] = airflow_noop(cfg, tiny)
+    finally:
+        if not args.keep:
+            admin.delete_topics([big, tiny], operation_timeout=60)
+            doomed = [
+                root,
+                f"/data/raw/{tiny}",
+                f"/data/quarantine/{tiny}",
+                f"/data/_landing/reports/bench-*{bench_id}*",
+            ]
+            subprocess.run([str(REPO / "bin" / "hdfs"), "dfs", "-rm", "-r", "-f", "-skipTrash", *doomed],
+                           cwd=REPO, env=cfg.env(), capture_output=True)  # fmt: skip
+    load = os.getloadavg()
+    out["load_average"] = [round(x, 2) for x in load]
+    print(json.dumps(out, indent=2))
+    cp, ld = out["consumer_perf"], out["landing"]
+    print(
+        f"\nConsumerPerformance: {cp['records_per_s_excl_startup']:,} records/s "
+        f"(tool's fetch rate {cp['tool_fetch_nmsg_per_s']:,.0f}/s)\n"
+        f"Landing:             {ld['records_per_s_excl_startup']:,} records/s excluding start-up "
+        f"({ld['records_per_s_read_write_phase']:,}/s in the Spark read+write phase), "
+        f"ratio {out['ratio_landing_to_consumer_perf']}\n"
+        f"No-op landing:       {ld['noop_wall_s']} s spark-submit wall"
+        + (
+            f", {out['airflow_noop']['land_start_to_report_end_s']} s Airflow land start -> report end"
+            if args.airflow
+            else ""
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

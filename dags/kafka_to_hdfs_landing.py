@@ -1,0 +1,148 @@
+"""
+### kafka_to_hdfs_landing
+
+Lands every topic of `dags/topics.yaml` marked `land: true` (`Hello-Kafka` by default) into HDFS,
+exactly once for any reader that lists the folders (docs/landing.md):
+
+    /data/raw/<topic>/dt=YYYY-MM-DD/hr=HH/part-<topic>+<partition>+<first>+<last>.parquet
+
+Each run lands, per partition, from where the previous run stopped to the end offsets it sees at
+its start; records that cannot be decoded go to `/data/quarantine/<topic>/`; small files of
+closed hours are merged. The Spark job is `spark_jobs/kafka_to_hdfs_landing.py`, submitted
+through the connection `spark_default` (local, or a cluster by changing the connection); Kafka is
+reached through `kafka_default`, HDFS reports through `webhdfs_default`.
+
+- **Schedule**: every 10 minutes; another interval with the environment variable
+  `STREAMLAB_LANDING_SCHEDULE` (a cron expression) of the DAG processor. One run at a time.
+- **Params**: `accept_data_loss` (default false): if Kafka's retention deleted records before
+  they were landed, the run fails and names the topic, partition and offsets; set it to true
+  to skip them (recorded in the report). `topics`: `name=text|bytes` entries to land instead of
+  the topics file's (the Asset events are emitted for the topics-file topics only).
+- **Report** (task `report`): per topic-partition offset range, records, bytes, files,
+  quarantined records and lag before/after: in the task log and as XCom `return_value`. On
+  success it emits an Asset event per landed topic (`streamlab-raw://data/raw/<topic>`).
+
+By hand: `bin/airflow dags trigger kafka_to_hdfs_landing` (`--conf '{"accept_data_loss": true}'`).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, Param, dag, task
+
+REPO = Path(__file__).resolve().parents[1]
+JOB = REPO / "spark_jobs" / "kafka_to_hdfs_landing.py"
+PY_FILES = ",".join(str(REPO / "streamlab" / name) for name in ("landing.py", "parquet_footer.py"))
+SCHEDULE = os.environ.get("STREAMLAB_LANDING_SCHEDULE", "*/10 * * * *")
+
+
+def _landed_topics() -> list[str]:
+    """`name=value_format` of the topics to land, from the topics file next to this DAG."""
+    try:
+        from streamlab.topics import landed_topics
+
+        return [f"{t.name}={t.value_format}" for t in landed_topics()]
+    except ImportError:  # the topics module is not importable: read the file itself
+        import yaml
+
+        data = yaml.safe_load((Path(__file__).parent / "topics.yaml").read_text()) or {}
+        return [
+            f"{t['name']}={t.get('value_format', 'text')}" for t in data.get("topics", []) if t.get("land")
+        ]
+
+
+TOPICS = _landed_topics()
+# One Asset per landed topic. Not the HDFS scheme: its URIs must name the NameNode (a host).
+ASSETS = {
+    name: Asset(name=f"raw/{name}", uri=f"streamlab-raw://data/raw/{name}")
+    for name in (spec.split("=")[0] for spec in TOPICS)
+}
+
+
+@dag(
+    dag_id="kafka_to_hdfs_landing",
+    schedule=SCHEDULE,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    is_paused_upon_creation=False,
+    dagrun_timeout=timedelta(hours=1),
+    tags=["kafka", "spark", "hdfs", "landing"],
+    default_args={
+        "owner": "streamlab-platform",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+    },
+    params={
+        "accept_data_loss": Param(
+            False, type="boolean", description="skip records Kafka deleted before they were landed"
+        ),
+        "topics": Param(TOPICS, type="array", items={"type": "string"}, description="name=text|bytes"),
+    },
+    doc_md=__doc__,
+)
+def kafka_to_hdfs_landing():
+    land = SparkSubmitOperator(
+        task_id="land",
+        conn_id="spark_default",
+        name="kafka_to_hdfs_landing",
+        application=str(JOB),
+        py_files=PY_FILES,
+        application_args=[
+            "--bootstrap-servers",
+            "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}",
+            "--topic",
+            "{{ params.topics | join(',') }}",
+            "--run-id",
+            "{{ run_id }}",
+            "--accept-data-loss={{ params.accept_data_loss }}",
+            "--exit-with-launcher",
+        ],
+        execution_timeout=timedelta(minutes=45),
+    )
+
+    @task(outlets=list(ASSETS.values()), trigger_rule="all_done")
+    def report(**context) -> dict:
+        """Read the run report from HDFS, log it, push it (XCom) and describe the Asset events."""
+        import json
+        import logging
+
+        from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from streamlab import landing
+
+        log = logging.getLogger("streamlab.kafka_to_hdfs_landing")
+        ti = context["ti"]
+        client = WebHDFSHook(webhdfs_conn_id="webhdfs_default").get_conn()
+        fs = landing.WebHdfsFileSystem(client)
+        path = landing.report_path(context["run_id"])  # the job deletes it first, writes it last
+        if fs.status(path) is None:
+            raise AirflowFailException(f"no landing report at {path}: the landing job did not finish")
+        result = json.loads(fs.read(path).decode())
+        log.info("%s\nreport: %s", landing.format_report(result), path)
+        ti.xcom_push(key="report", value=result)  # also when the run failed (e.g. a retention gap)
+        if result["status"] != "ok":
+            errors = "; ".join(
+                f"{t['topic']}: {t.get('error')}" for t in result["topics"] if t["status"] == "error"
+            )
+            raise AirflowFailException(f"landing failed: {errors}")
+        for t in result["topics"]:
+            if t["topic"] in ASSETS:
+                context["outlet_events"][ASSETS[t["topic"]]].extra = {
+                    "run_id": result["run_id"],
+                    "status": t["status"],
+                    "seq": t["seq"],
+                    "landed_through_ms": t["planned_at_ms"],
+                    **t["totals"],
+                }
+        return result
+
+    land >> report()
+
+
+kafka_to_hdfs_landing()

@@ -1,0 +1,222 @@
+"""Word count of one day of landed Kafka values, published atomically, checked before publishing.
+
+Reads every Parquet file under /data/raw/<topic>/dt=<date>/ (the landing's folders; names
+starting with `_` or `.` skipped as by any reader), counts words with the shared tokenization
+(`textproc.word_counts`: lower-case, runs of Unicode letters and digits) and writes
+/data/curated/wordcount/dt=<date>/part-00000.parquet (word string, count long) + `_SUCCESS`
+(a JSON summary: records, tokens, distinct words, inputs).
+
+    bin/spark-submit --name batch_wordcount --py-files spark_jobs/textproc.py \\
+        spark_jobs/batch_wordcount.py --date 2025-01-01 --topic Hello-Kafka
+
+Publication, so that no reader ever sees old and new files mixed:
+1. the result is written into a hidden temporary folder beside the target (`_tmp-dt=<date>-<id>`)
+   and checked: sum(count) must equal the number of tokens read (counted while reading, by
+   another expression), and no word may be null or empty;
+2. first result for the day: one rename of the folder to `dt=<date>` (atomic);
+   a re-run: the folder holds one data file, so one rename-with-overwrite of that file swaps
+   the whole result (HDFS `rename(OVERWRITE)`, atomic), then `_SUCCESS` is replaced the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import posixpath
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+try:
+    from textproc import tokens, word_counts
+except ImportError:  # run from the repository root without --py-files
+    from spark_jobs.textproc import tokens, word_counts
+
+log = logging.getLogger("batch_wordcount")
+
+DATA_FILE = "part-00000.parquet"
+SUMMARY_MARKER = "WORDCOUNT_SUMMARY_JSON "
+
+
+# ---- extract / transform ----------------------------------------------------------------------
+
+
+EMPTY_RESULT = StructType([StructField("word", StringType()), StructField("count", LongType())])
+
+
+def landed_values(spark: SparkSession, folders: Sequence[str]) -> DataFrame:
+    """`value` of every landed record in `folders` (at least one)."""
+    df = spark.read.parquet(*folders)
+    value_type = df.schema["value"].dataType
+    if not isinstance(value_type, StringType):
+        raise SystemExit(f"value is {value_type.simpleString()}, not string: only text topics are counted")
+    return df.select("value")
+
+
+def count_words(values: DataFrame, observation: Observation) -> DataFrame:
+    """Word counts; while reading, `observation` gets records and tokens (the check's reference)."""
+    observed = values.observe(
+        observation,
+        F.count(F.lit(1)).alias("records"),
+        F.coalesce(F.sum(F.size(tokens(F.col("value")))), F.lit(0)).alias("tokens"),
+    )
+    return word_counts(observed).select("word", F.col("count").cast("long").alias("count"))
+
+
+# ---- load -------------------------------------------------------------------------------------
+
+
+class Hdfs:
+    """The few Hadoop FileSystem calls the publication needs (through the JVM)."""
+
+    def __init__(self, spark: SparkSession, root: str):
+        self.jvm = spark._jvm
+        self.gateway = spark.sparkContext._gateway
+        self.conf = spark._jsc.hadoopConfiguration()
+        self.fs = self.jvm.org.apache.hadoop.fs.Path(root).getFileSystem(self.conf)
+
+    def path(self, p: str) -> Any:
+        return self.jvm.org.apache.hadoop.fs.Path(p)
+
+    def exists(self, p: str) -> bool:
+        return bool(self.fs.exists(self.path(p)))
+
+    def names(self, p: str) -> list[str]:
+        return sorted(st.getPath().getName() for st in self.fs.listStatus(self.path(p)))
+
+    def rename(self, src: str, dst: str) -> None:
+        if not self.fs.rename(self.path(src), self.path(dst)):
+            raise RuntimeError(f"rename {src} -> {dst} failed")
+
+    def replace(self, src: str, dst: str) -> None:
+        """Atomic rename over an existing file (HDFS rename with OVERWRITE)."""
+        rename = self.jvm.org.apache.hadoop.fs.Options.Rename
+        opts = self.gateway.new_array(rename, 1)
+        opts[0] = rename.OVERWRITE
+        fc = self.jvm.org.apache.hadoop.fs.FileContext.getFileContext(self.fs.getUri(), self.conf)
+        fc.rename(self.path(src), self.path(dst), opts)
+
+    def delete(self, p: str) -> None:
+        self.fs.delete(self.path(p), True)
+
+    def write_text(self, p: str, text: str) -> None:
+        out = self.fs.create(self.path(p), True)
+        try:
+            out.write(bytearray(text.encode()))
+        finally:
+            out.close()
+
+
+def verify(spark: SparkSession, folder: str, tokens_read: int) -> dict[str, int]:
+    """Read the written result back: sum(count) == tokens read, no null/empty word, unique words."""
+    row = (
+        spark.read.parquet(folder)
+        .agg(
+            F.coalesce(F.sum("count"), F.lit(0)).alias("sum_count"),
+            F.count(F.lit(1)).alias("words"),
+            F.countDistinct("word").alias("distinct"),
+            F.sum(F.when(F.col("word").isNull() | (F.col("word") == ""), 1).otherwise(0)).alias("bad"),
+        )
+        .first()
+    )
+    if row["sum_count"] != tokens_read or row["bad"] or row["words"] != row["distinct"]:
+        raise RuntimeError(
+            f"check failed, nothing published: sum(count)={row['sum_count']} tokens read={tokens_read} "
+            f"null/empty words={row['bad']} rows={row['words']} distinct words={row['distinct']}"
+        )
+    return {"sum_count": int(row["sum_count"]), "distinct_words": int(row["words"])}
+
+
+def publish(hdfs: Hdfs, tmp: str, final: str) -> str:
+    """Make `tmp` the content of `final` with no instant at which a reader sees a mix."""
+    if not hdfs.exists(final):
+        hdfs.rename(tmp, final)
+        return "created"
+    visible = [n for n in hdfs.names(final) if not n.startswith(("_", "."))]
+    if visible == [DATA_FILE]:
+        hdfs.replace(posixpath.join(tmp, DATA_FILE), posixpath.join(final, DATA_FILE))
+        hdfs.replace(posixpath.join(tmp, "_SUCCESS"), posixpath.join(final, "_SUCCESS"))
+        hdfs.delete(tmp)
+        return "replaced"
+    # Not a layout this job wrote: swap the folders (readers may briefly find no folder).
+    old = posixpath.join(posixpath.dirname(final), f"_old-{posixpath.basename(final)}-{uuid.uuid4().hex[:8]}")
+    hdfs.rename(final, old)
+    hdfs.rename(tmp, final)
+    hdfs.delete(old)
+    return "swapped"
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--date", required=True, help="YYYY-MM-DD (UTC day of the record timestamps)")
+    p.add_argument("--topic", action="append", required=True, help="landed text topic(s), repeatable or a,b")
+    p.add_argument("--raw-root", default="/data/raw")
+    p.add_argument("--out-root", default="/data/curated/wordcount")
+    p.add_argument("--run-id", default="manual")
+    args = p.parse_args(argv)
+    datetime.strptime(args.date, "%Y-%m-%d")
+    args.topic = [t for arg in args.topic for t in arg.split(",") if t]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    spark = SparkSession.builder.getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    hdfs = Hdfs(spark, args.out_root)
+    final = posixpath.join(args.out_root, f"dt={args.date}")
+    for name in hdfs.names(args.out_root) if hdfs.exists(args.out_root) else []:
+        if name.startswith((f"_tmp-dt={args.date}-", f"_old-dt={args.date}-")):
+            hdfs.delete(posixpath.join(args.out_root, name))  # left by a killed earlier attempt
+    folders = [
+        f for f in (posixpath.join(args.raw_root, t, f"dt={args.date}") for t in args.topic) if hdfs.exists(f)
+    ]
+    tmp = posixpath.join(args.out_root, f"_tmp-dt={args.date}-{uuid.uuid4().hex[:12]}")
+    if folders:
+        observation = Observation("wordcount")
+        count_words(landed_values(spark, folders), observation).coalesce(1).write.parquet(tmp)
+        metrics = observation.get
+        records, tokens_read = int(metrics.get("records") or 0), int(metrics.get("tokens") or 0)
+    else:  # nothing landed that day: an empty result (observed metrics never fire on no input)
+        spark.createDataFrame([], EMPTY_RESULT).coalesce(1).write.parquet(tmp)
+        records = tokens_read = 0
+    checked = verify(spark, tmp, tokens_read)
+    parts = [n for n in hdfs.names(tmp) if n.startswith("part-")]
+    if len(parts) != 1:
+        raise RuntimeError(f"expected one data file in {tmp}, found {parts}")
+    hdfs.rename(posixpath.join(tmp, parts[0]), posixpath.join(tmp, DATA_FILE))
+    for name in hdfs.names(tmp):
+        if name != DATA_FILE:
+            hdfs.delete(posixpath.join(tmp, name))  # Spark's empty _SUCCESS and checksum files
+    summary = {
+        "date": args.date,
+        "topics": args.topic,
+        "inputs": folders,
+        "records": records,
+        "tokens": tokens_read,
+        **checked,
+        "run_id": args.run_id,
+        "written_at": datetime.now(timezone.utc).isoformat(),
+    }
+    hdfs.write_text(posixpath.join(tmp, "_SUCCESS"), json.dumps(summary, sort_keys=True))
+    summary["publication"] = publish(hdfs, tmp, final)
+    summary["output"] = final
+    log.info("published %s: %s", final, summary)
+    print(SUMMARY_MARKER + json.dumps(summary, sort_keys=True), flush=True)
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+"""Land Kafka topics into HDFS as Parquet, exactly once for any plain reader of the folders.
+
+The commit protocol (recover, plan, stage, decide, rename into place, commit, compact) lives in
+`streamlab/landing.py` and is documented in docs/landing.md; this job gives it the three things
+it needs: HDFS (Hadoop's FileSystem through the JVM), Kafka offsets (a KafkaConsumer from the
+connector's kafka-clients jar) and a Spark batch read of exactly the planned offset range,
+written as Parquet into the run's staging folder. Spark is only started when there is something
+to land: a run with nothing new costs a JVM start, a few Kafka and NameNode requests.
+
+    bin/spark-submit --name kafka_to_hdfs_landing \\
+        --py-files streamlab/landing.py,streamlab/parquet_footer.py \\
+        spark_jobs/kafka_to_hdfs_landing.py \\
+        --bootstrap-servers 127.0.0.1:9092 --topic Hello-Kafka=text --run-id manual-1
+
+Output: /data/raw/<topic>/dt=YYYY-MM-DD/hr=HH/part-<topic>+<partition>+<first>+<last>.parquet
+(columns topic, partition, offset, timestamp, timestamp_type, key, value), undecodable records
+under /data/quarantine/<topic>/ (same columns, value as bytes, plus reason), and the run report
+as JSON at /data/_landing/reports/<run id>.json (also printed after `LANDING_REPORT_JSON `).
+Exit status 1 if any topic failed (e.g. a retention gap: see --accept-data-loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import posixpath
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+try:
+    from streamlab import landing
+except ImportError:  # shipped flat with --py-files
+    import landing  # type: ignore[no-redef]
+
+log = logging.getLogger("kafka_to_hdfs_landing")
+
+REPORT_MARKER = "LANDING_REPORT_JSON "
+# Larger fetches than the consumer defaults (1 MiB per partition): batch reads of large ranges.
+KAFKA_DEFAULTS = {"max.partition.fetch.bytes": "16777216", "fetch.max.bytes": "67108864"}
+UNDECODABLE = "value is not valid UTF-8 (topic value_format: text)"
+
+
+# ---- transforms -----------------------------------------------------------------------------
+
+
+HOUR_US = 3_600_000_000
+
+
+def with_hour_partition(df: DataFrame) -> DataFrame:
+    """`h`: hours since the epoch (UTC) of the Kafka record timestamp, rounded down. The staging
+    folders are `h=<n>`; the landing renames them to `dt=YYYY-MM-DD/hr=HH` (integer arithmetic
+    per record instead of formatting two dates)."""
+    us = F.unix_micros("timestamp")
+    return df.withColumn("h", ((us - F.pmod(us, F.lit(HOUR_US))) / F.lit(HOUR_US)).cast("long"))
+
+
+def decodable(value_format: str) -> Column:
+    """True when the raw `value` can be stored as the topic declares (null values can)."""
+    if value_format == "bytes":
+        return F.lit(True)
+    return F.coalesce(F.is_valid_utf8(F.col("value").cast("string")), F.lit(True))
+
+
+def landed_rows(df: DataFrame, value_format: str) -> DataFrame:
+    """The landed columns of the decodable records (value as a string for text topics)."""
+    value = F.col("value").cast("string") if value_format == "text" else F.col("value")
+    return df.where(F.col("_ok")).select(
+        "topic", "partition", "offset", "timestamp",
+        F.col("timestampType").alias("timestamp_type"), "key", value.alias("value"), "h",
+    )  # fmt: skip
+
+
+def quarantined_rows(df: DataFrame, reason: str = UNDECODABLE) -> DataFrame:
+    """The undecodable records, value kept as bytes, with the reason."""
+    return df.where(~F.col("_ok")).select(
+        "topic", "partition", "offset", "timestamp",
+        F.col("timestampType").alias("timestamp_type"), "key", "value", F.lit(reason).alias("reason"), "h",
+    )  # fmt: skip
+
+
+# ---- Kafka and HDFS through the JVM ---------------------------------------------------------
+
+
+def _java_class(e: Exception) -> str:
+    je = getattr(e, "java_exception", None)
+    return je.getClass().getName() if je is not None else ""
+
+
+class HadoopFileSystem:
+    """streamlab.landing.FileSystem over org.apache.hadoop.fs.FileSystem (via py4j)."""
+
+    def __init__(self, jvm: Any, gateway: Any, hadoop_conf: Any, root: str):
+        self.jvm, self.gateway, self.conf = jvm, gateway, hadoop_conf
+        fs = self._fs(root)
+        self.can_concat = fs.getScheme() == "hdfs"
+        self.uri = fs.getUri().toString()
+
+    def _path(self, path: str) -> Any:
+        return self.jvm.org.apache.hadoop.fs.Path(path)
+
+    def _fs(self, path: str) -> Any:
+        return self._path(path).getFileSystem(self.conf)
+
+    def status(self, path: str) -> landing.FileStatus | None:
+        from py4j.protocol import Py4JJavaError
+
+        try:
+            st = self._fs(path).getFileStatus(self._path(path))
+        except Py4JJavaError as e:
+            if _java_class(e) == "java.io.FileNotFoundException":
+                return None
+            raise
+        is_dir = st.isDirectory()
+        return landing.FileStatus(
+            path, posixpath.basename(path.rstrip("/")), is_dir, 0 if is_dir else st.getLen()
+        )
+
+    def list(self, path: str) -> list[landing.FileStatus]:
+        from py4j.protocol import Py4JJavaError
+
+        try:
+            entries = self._fs(path).listStatus(self._path(path))
+        except Py4JJavaError as e:
+            if _java_class(e) == "java.io.FileNotFoundException":
+                return []
+            raise
+        out = []
+        for st in entries:
+            name = st.getPath().getName()
+            is_dir = st.isDirectory()
+            out.append(
+                landing.FileStatus(posixpath.join(path, name), name, is_dir, 0 if is_dir else st.getLen())
+            )
+        return sorted(out, key=lambda s: s.name)
+
+    def mkdirs(self, path: str) -> None:
+        self._fs(path).mkdirs(self._path(path))
+
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        if length is None:
+            length = self.status(path).length - offset
+        stream = self._fs(path).open(self._path(path))
+        try:
+            stream.seek(offset)
+            return bytes(self.jvm.org.apache.commons.io.IOUtils.toByteArray(stream, length))
+        finally:
+            stream.close()
+
+    def create(self, path: str, data: bytes) -> None:
+        from py4j.protocol import Py4JJavaError
+
+        try:
+            out = self._fs(path).create(self._path(path), False)
+        except Py4JJavaError as e:
+            if _java_class(e) == "org.apache.hadoop.fs.FileAlreadyExistsException":
+                raise FileExistsError(path) from None
+            raise
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def rename(self, src: str, dst: str) -> bool:
+        return bool(self._fs(src).rename(self._path(src), self._path(dst)))
+
+    def delete(self, path: str, recursive: bool = False) -> bool:
+        return bool(self._fs(path).delete(self._path(path), recursive))
+
+    def concat(self, target: str, sources: Sequence[str]) -> None:
+        arr = self.gateway.new_array(self.jvm.org.apache.hadoop.fs.Path, len(sources))
+        for i, s in enumerate(sources):
+            arr[i] = self._path(s)
+        self._fs(target).concat(self._path(target), arr)
+
+
+class KafkaOffsets:
+    """Earliest and latest offsets per partition, from a KafkaConsumer in the driver's JVM."""
+
+    def __init__(self, jvm: Any, bootstrap: str, options: dict[str, str], timeout_s: int = 30):
+        self.jvm = jvm
+        props = jvm.java.util.Properties()
+        for k, v in {**options, "bootstrap.servers": bootstrap, "client.id": "streamlab-landing-offsets",
+                     "key.deserializer": "org.apache.kafka.common.serialization.ByteArrayDeserializer",
+                     "value.deserializer": "org.apache.kafka.common.serialization.ByteArrayDeserializer",
+                     "enable.auto.commit": "false"}.items():  # fmt: skip
+            props.setProperty(k, str(v))
+        self.consumer = jvm.org.apache.kafka.clients.consumer.KafkaConsumer(props)
+        self.timeout = jvm.java.time.Duration.ofSeconds(timeout_s)
+
+    def available(self, topic: str) -> dict[int, tuple[int, int]]:
+        infos = self.consumer.partitionsFor(topic, self.timeout)
+        if infos is None or infos.isEmpty():
+            raise landing.LandingError(f"topic {topic!r} does not exist in Kafka")
+        tps = self.jvm.java.util.ArrayList()
+        for info in infos:
+            tps.add(self.jvm.org.apache.kafka.common.TopicPartition(topic, info.partition()))
+        begin = self.consumer.beginningOffsets(tps, self.timeout)
+        end = self.consumer.endOffsets(tps, self.timeout)
+        return {tp.partition(): (int(begin.get(tp)), int(end.get(tp))) for tp in tps}
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class LazySpark:
+    """The SparkSession, started on first use (a run with nothing to land never starts it)."""
+
+    def __init__(self):
+        self.session: SparkSession | None = None
+        self.startup_s: float | None = None
+
+    def get(self) -> SparkSession:
+        if self.session is None:
+            t = time.monotonic()
+            self.session = SparkSession.builder.getOrCreate()
+            conf = self.session.conf
+            conf.set("spark.sql.session.timeZone", "UTC")
+            conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            conf.set("spark.sql.parquet.compression.codec", "snappy")
+            # Write each hour's rows as they come (offset order kept) instead of sorting a run's
+            # records by hour first; beyond 64 hours in one task Spark falls back to sorting.
+            conf.set("spark.sql.optimizer.plannedWrite.enabled", "false")
+            conf.set("spark.sql.maxConcurrentOutputFileWriters", "64")
+            self.startup_s = round(time.monotonic() - t, 3)
+            log.info("Spark session started in %.1f s", self.startup_s)
+        return self.session
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+
+
+class SparkStagingWriter:
+    """streamlab.landing.StagingWriter: a Spark batch read of the planned offsets, written as
+    Parquet under <staging>/raw (decodable) and <staging>/quarantine (the rest)."""
+
+    def __init__(
+        self, spark: LazySpark, bootstrap: str, kafka_options: dict[str, str], accept_data_loss: bool
+    ):
+        self.spark, self.bootstrap = spark, bootstrap
+        self.kafka_options, self.accept_data_loss = kafka_options, accept_data_loss
+
+    def kafka_range(self, plan: dict[str, Any], min_partitions: int) -> DataFrame:
+        topic = plan["topic"]
+        parts = [p for p in plan["end"] if plan["end"][p] > plan["start"][p]]
+        reader = (
+            self.spark.get()
+            .read.format("kafka")
+            .option("kafka.bootstrap.servers", self.bootstrap)
+            .option("assign", json.dumps({topic: [int(p) for p in parts]}))
+            .option("startingOffsets", json.dumps({topic: {p: plan["start"][p] for p in parts}}))
+            .option("endingOffsets", json.dumps({topic: {p: plan["end"][p] for p in parts}}))
+            .option("failOnDataLoss", "false" if self.accept_data_loss else "true")
+            .option("minPartitions", str(min_partitions))
+        )
+        for k, v in self.kafka_options.items():
+            reader = reader.option(f"kafka.{k}", v)
+        return reader.load()
+
+    def write(self, plan: dict[str, Any], staging_dir: str, records_per_file: int) -> landing.WriteResult:
+        offsets = sum(plan["end"][p] - plan["start"][p] for p in plan["end"])
+        spark = self.spark.get()
+        cores = spark.sparkContext.defaultParallelism
+        # Enough Spark partitions to keep every core busy and each task near one output file.
+        min_partitions = max(1, math.ceil(offsets / records_per_file), cores if offsets > 100_000 else 1)
+        fmt = plan["value_format"]
+        observation = Observation(f"landing-{plan['topic']}-{plan['seq']}")
+        rows = with_hour_partition(self.kafka_range(plan, min_partitions)).withColumn("_ok", decodable(fmt))
+        rows = rows.observe(
+            observation,
+            F.count(F.lit(1)).alias("records"),
+            F.sum(F.when(F.col("_ok"), 0).otherwise(1)).alias("bad"),
+        )
+        self._write(landed_rows(rows, fmt), posixpath.join(staging_dir, landing.RAW), records_per_file)
+        metrics = observation.get
+        records, bad = int(metrics.get("records") or 0), int(metrics.get("bad") or 0)
+        if bad:  # rare: a second read of the same range, only for its undecodable records
+            again = with_hour_partition(self.kafka_range(plan, min_partitions)).withColumn(
+                "_ok", decodable(fmt)
+            )
+            self._write(
+                quarantined_rows(again), posixpath.join(staging_dir, landing.QUARANTINE), records_per_file
+            )
+        log.info(
+            "topic %s run %s: read %d records (%d undecodable)", plan["topic"], plan["seq"], records, bad
+        )
+        return landing.WriteResult(records=records, quarantined=bad)
+
+    @staticmethod
+    def _write(df: DataFrame, path: str, records_per_file: int) -> None:
+        # One Spark task reads one Kafka partition (or a slice of it) in offset order, so each
+        # file holds one partition's records. No sort: one open writer per hour (concurrent
+        # writers, see LazySpark); dictionary encoding off for the columns that are unique.
+        writer = df.write.option("maxRecordsPerFile", records_per_file)
+        for column in ("offset", "timestamp", "key", "value"):
+            writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
+        writer.partitionBy("h").parquet(path)
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+
+def _exit_with_launcher() -> None:
+    """Exit when the process that started spark-submit dies (e.g. a SIGKILLed Airflow task), so
+    no orphaned landing keeps running beside the retry. Linux only."""
+    launcher = os.getppid()  # the spark-submit JVM
+
+    def parent_of(pid: int) -> int | None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    first = parent_of(launcher)
+    if first is None:
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            if os.getppid() != launcher or parent_of(launcher) != first:
+                log.error("the process that started this job is gone: exiting")
+                os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-launcher", daemon=True).start()
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off", "", "none"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
+
+
+def _topic(value: str) -> tuple[str, str]:
+    name, _, fmt = value.partition("=")
+    fmt = fmt or "text"
+    if not name or fmt not in ("text", "bytes"):
+        raise argparse.ArgumentTypeError(f"--topic NAME[=text|bytes], got {value!r}")
+    return name, fmt
+
+
+def topics_from_file(path: str) -> list[tuple[str, str]]:
+    import yaml
+
+    data = yaml.safe_load(open(path)) or {}
+    return [(t["name"], t.get("value_format", "text")) for t in data.get("topics", []) if t.get("land")]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", action="append", default=[], help="NAME[=text|bytes][,NAME...], repeatable")
+    p.add_argument("--topics-file", help="land the topics with `land: true` of this topics.yaml")
+    p.add_argument("--run-id", default=None)
+    p.add_argument(
+        "--accept-data-loss",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="skip records Kafka deleted before they were landed (recorded in the report)",
+    )
+    p.add_argument("--raw-root", default=landing.DEFAULT_RAW_ROOT)
+    p.add_argument("--quarantine-root", default=landing.DEFAULT_QUARANTINE_ROOT)
+    p.add_argument("--reports-root", default=landing.DEFAULT_REPORTS_ROOT)
+    p.add_argument("--report-path", help="default: <reports-root>/<run id>.json")
+    p.add_argument("--target-file-mb", type=float, default=128)
+    p.add_argument("--max-records-per-file", type=int, default=5_000_000)
+    p.add_argument("--compact", type=_bool, nargs="?", const=True, default=True)
+    p.add_argument("--small-file-mb", type=float, default=32)
+    p.add_argument("--compact-close-minutes", type=float, default=10)
+    p.add_argument("--compact-lookback-hours", type=int, default=48)
+    p.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Kafka consumer setting, e.g. max.partition.fetch.bytes=8388608",
+    )
+    p.add_argument(
+        "--exit-with-launcher",
+        action="store_true",
+        help="exit if the process that started spark-submit dies (set by the DAG)",
+    )
+    args = p.parse_args(argv)  # fmt: skip
+    try:
+        args.topic = [_topic(spec) for arg in args.topic for spec in arg.split(",") if spec]
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
+    if args.topics_file:
+        args.topic += topics_from_file(args.topics_file)
+    if not args.topic:
+        p.error("no topic: give --topic NAME[=text|bytes] or --topics-file")
+    args.run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y-%m-%dT%H%M%S}"
+    return args
+
+
+def _hadoop(jvm: Any) -> Any:
+    """Hadoop configuration with spark.hadoop.* applied, without starting a SparkContext."""
+    return jvm.org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(
+        jvm.org.apache.spark.SparkConf()
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()  # the JVM gateway only; Spark itself starts lazily
+    jvm, gateway = SparkContext._jvm, SparkContext._gateway
+    hadoop_conf = _hadoop(jvm)
+    fs = HadoopFileSystem(jvm, gateway, hadoop_conf, args.raw_root)
+    # A report left by an earlier attempt of this run must not outlive a crash of this one.
+    report_at = args.report_path or landing.report_path(args.run_id, args.reports_root)
+    fs.delete(report_at)
+    kafka_options = {**KAFKA_DEFAULTS, **dict(kv.split("=", 1) for kv in args.kafka_option)}
+    offsets = KafkaOffsets(jvm, args.bootstrap_servers, kafka_options)
+    spark = LazySpark()
+    opts = landing.LandingOptions(
+        accept_data_loss=args.accept_data_loss,
+        target_file_bytes=int(args.target_file_mb * 2**20),
+        max_records_per_file=args.max_records_per_file,
+        compact=args.compact,
+        small_file_bytes=int(args.small_file_mb * 2**20),
+        compact_target_bytes=int(args.target_file_mb * 2**20),
+        close_after_ms=int(args.compact_close_minutes * 60_000),
+        compact_lookback_hours=args.compact_lookback_hours,
+    )
+    started = datetime.now(timezone.utc)
+    reports = []
+    try:
+        for name, fmt in args.topic:
+            paths = landing.TopicPaths(name, args.raw_root, args.quarantine_root)
+            writer = SparkStagingWriter(spark, args.bootstrap_servers, kafka_options, args.accept_data_loss)
+            try:
+                reports.append(landing.land_topic(fs, paths, offsets, writer, opts, args.run_id, fmt))
+            except Exception as e:  # report it, land the other topics, fail at the end
+                log.exception("topic %s failed", name)
+                reports.append({"topic": name, "status": "error", "error_type": type(e).__name__,
+                                "error": str(e)[:4000]})  # fmt: skip
+    finally:
+        offsets.close()
+        spark.stop()
+    failed = [r["topic"] for r in reports if r["status"] == "error"]
+    report = {
+        "run_id": args.run_id,
+        "status": "failed" if failed else "ok",
+        "failed_topics": failed,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "file_system": fs.uri,
+        "raw_root": args.raw_root,
+        "quarantine_root": args.quarantine_root,
+        "topics": reports,
+        "spark_startup_s": spark.startup_s,
+    }
+    print(landing.format_report(report), flush=True)
+    print(REPORT_MARKER + json.dumps(report, sort_keys=True), flush=True)
+    fs.mkdirs(posixpath.dirname(report_at))
+    fs.create(report_at, json.dumps(report, sort_keys=True, indent=1).encode())
+    log.info("report written to %s", report_at)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    if args.exit_with_launcher:
+        _exit_with_launcher()
+    report = run(args)
+    return 0 if report["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

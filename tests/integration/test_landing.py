@@ -1,0 +1,562 @@
+"""Kafka -> HDFS landing and daily reprocessing on the real stack (Kafka, HDFS, Spark, Airflow).
+
+Every check reads HDFS like an outside user would: a recursive WebHDFS LISTSTATUS (`hdfs`
+package), skipping names that start with `_` or `.`, and every remaining file read with pyarrow.
+The reference is what the producer was told by Kafka (partition, offset of each delivered
+record), never what the landing job reports. Word counts are checked against an independent
+count (`re.findall(r"[^\\W_]+", s.lower())`), never against spark_jobs/textproc.py.
+
+Each test uses its own uniquely named topics, so the file can run against the developer's stack
+(STREAMLAB_TEST_STACK=reuse) as well as against the isolated one of the `stack` fixture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+JOB = REPO / "spark_jobs" / "kafka_to_hdfs_landing.py"
+PY_FILES = f"{REPO}/streamlab/landing.py,{REPO}/streamlab/parquet_footer.py"
+REPORT_MARKER = "LANDING_REPORT_JSON "
+BAD = b"\xff\xfe\xfd not utf-8"
+
+
+# ---- fixtures and helpers ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def admin(stack):
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+
+
+@pytest.fixture(scope="module")
+def webhdfs(stack):
+    import hdfs
+
+    return hdfs.InsecureClient(stack.webhdfs_url, user="streamlab")
+
+
+@pytest.fixture
+def new_topic(admin, webhdfs):
+    """Factory of unique topics; at the end the topics, their HDFS folders and reports go."""
+    made = []
+
+    def make(prefix: str, partitions: int = 1, config: dict | None = None) -> str:
+        from confluent_kafka.admin import NewTopic
+
+        name = f"lt-{prefix}-{uuid.uuid4().hex[:8]}"
+        admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result()
+        made.append(name)
+        return name
+
+    yield make
+    if made:
+        for f in admin.delete_topics(made, operation_timeout=30).values():
+            f.result()
+    reports = (
+        webhdfs.list("/data/_landing/reports")
+        if webhdfs.status("/data/_landing/reports", strict=False)
+        else []
+    )
+    for name in made:
+        webhdfs.delete(f"/data/raw/{name}", recursive=True)
+        webhdfs.delete(f"/data/quarantine/{name}", recursive=True)
+        for report in reports:
+            if name in report:
+                webhdfs.delete(f"/data/_landing/reports/{report}")
+
+
+def produce(stack, topic: str, values: list[bytes], timestamps: list[int] | None = None, partitions: int = 1):
+    """Produce `values` and return {(partition, offset): (value, timestamp ms)} as Kafka acked them."""
+    from confluent_kafka import Producer
+
+    acked: dict[tuple[int, int], tuple[bytes, int]] = {}
+    errors = []
+
+    def on_delivery(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            acked[(msg.partition(), msg.offset())] = (msg.value(), msg.timestamp()[1])
+
+    p = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    for i, v in enumerate(values):
+        kw = {"timestamp": timestamps[i]} if timestamps else {}
+        p.produce(
+            topic, value=v, key=f"k{i}".encode(), partition=i % partitions, on_delivery=on_delivery, **kw
+        )
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    assert not errors, errors
+    assert len(acked) == len(values)
+    return acked
+
+
+def random_values(rng: random.Random, n: int, bad_share: float = 0.0) -> list[bytes]:
+    words = ["kafka", "hdfs", "spark", "données", "été", "Straße", "ÉCOLE", "naïve", "x_y", "42", "λόγος"]
+    out = []
+    for i in range(n):
+        if rng.random() < bad_share:
+            out.append(BAD + str(i).encode())
+        else:
+            out.append((" ".join(rng.choice(words) for _ in range(rng.randint(1, 6))) + f" #{i}!").encode())
+    return out
+
+
+def land(
+    stack,
+    topic: str,
+    run_id: str,
+    *extra: str,
+    kill_after: float | None = None,
+    kill_on: tuple[str, float] | None = None,
+    fmt: str = "text",
+):
+    """spark-submit the landing job; SIGKILL its whole process group (spark-submit, its JVM and
+    the Python driver) `kill_after` seconds after the start, or `kill_on[1]` seconds after a line
+    containing `kill_on[0]` was printed.
+
+    Returns (exit code or None if killed, report or None, output)."""
+    cmd = [
+        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", PY_FILES,
+        str(JOB), "--bootstrap-servers", stack.kafka_bootstrap, "--topic", f"{topic}={fmt}",
+        "--run-id", run_id, *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=stack.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    killed = threading.Event()
+
+    def kill() -> None:
+        if proc.poll() is None:
+            killed.set()
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(kill_after if kill_after is not None else 900, kill)
+    timer.start()
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if kill_on and kill_on[0] in line:
+                threading.Timer(kill_on[1], kill).start()
+                kill_on = None
+        proc.wait()
+    finally:
+        timer.cancel()
+    out = "".join(lines)
+    if killed.is_set():
+        return None, None, out
+    report = next((json.loads(x[len(REPORT_MARKER) :]) for x in lines if x.startswith(REPORT_MARKER)), None)
+    return proc.returncode, report, out
+
+
+def plain_listing(client, root: str) -> list[tuple[str, int]]:
+    """(path, length) of every file a plain reader reads under `root` (WebHDFS LISTSTATUS)."""
+    from hdfs.util import HdfsError
+
+    try:
+        entries = client.list(root, status=True)
+    except HdfsError:
+        return []
+    out = []
+    for name, st in entries:
+        if name.startswith(("_", ".")):
+            continue
+        path = f"{root}/{name}"
+        if st["type"] == "DIRECTORY":
+            out += plain_listing(client, path)
+        else:
+            out.append((path, st["length"]))
+    return out
+
+
+def plain_read(client, root: str) -> list[dict]:
+    """Every row of every visible file under `root` (a partial file would fail to read)."""
+    rows = []
+    for path, _ in plain_listing(client, root):
+        with client.read(path) as f:
+            table = pq.read_table(io.BytesIO(f.read()))
+        for row in table.to_pylist():
+            row["_file"] = path
+            rows.append(row)
+    return rows
+
+
+def committed_end(client, topic: str) -> dict[int, int]:
+    """End offsets of the last commit in the landing log (what the landing promises is visible)."""
+    names = sorted(n for n in client.list(f"/data/raw/{topic}/_landing/log") if n.endswith(".commit.json"))
+    if not names:
+        return {}
+    with client.read(f"/data/raw/{topic}/_landing/log/{names[-1]}") as f:
+        return {int(p): e for p, e in json.loads(f.read())["end"].items()}
+
+
+def check_exactly_once(client, topic: str, produced: dict, complete: bool) -> tuple[list, list]:
+    """No duplicate, no unknown record, every committed record visible; raw rows hold the values
+    produced, undecodable records are in quarantine with their bytes and a reason."""
+    raw = plain_read(client, f"/data/raw/{topic}")
+    bad = plain_read(client, f"/data/quarantine/{topic}")
+    seen = Counter((r["partition"], r["offset"]) for r in raw + bad)
+    dups = sorted(k for k, c in seen.items() if c > 1)
+    assert not dups, f"{len(dups)} records visible twice, e.g. {dups[:5]}"
+    unknown = sorted(set(seen) - set(produced))
+    assert not unknown, f"records that were never produced: {unknown[:5]}"
+    for r in raw:
+        value, ts = produced[(r["partition"], r["offset"])]
+        assert r["value"] == value.decode(), r
+        assert r["topic"] == topic
+        assert int(r["timestamp"].timestamp() * 1000) == ts
+        hour = r["timestamp"].astimezone(timezone.utc).strftime("dt=%Y-%m-%d/hr=%H")
+        assert f"/{hour}/" in r["_file"], (hour, r["_file"])
+    for r in bad:
+        assert r["value"] == produced[(r["partition"], r["offset"])][0] and r["reason"], r
+        assert not _utf8(r["value"])
+    end = committed_end(client, topic)
+    must = {k for k in produced if k[1] < end.get(k[0], 0)}
+    missing = sorted(must - set(seen))
+    assert not missing, f"{len(missing)} committed records are not visible, e.g. {missing[:5]}"
+    if complete:
+        assert set(seen) == set(produced)
+    return raw, bad
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode()
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+# ---- the fault loop -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(2400)
+def test_fault_loop_with_sigkill_lands_every_record_exactly_once(stack, new_topic, webhdfs):
+    seed = int(os.environ.get("STREAMLAB_FAULT_SEED", time.time()))
+    rng = random.Random(seed)
+    print(f"fault loop seed {seed}")
+    topic = new_topic("fault", partitions=3)
+    produced: dict = {}
+    kills = landed = 0
+    recovered: list[str] = []
+    for i in range(12):
+        produced |= produce(stack, topic, random_values(rng, rng.randint(200, 1500), 0.02), partitions=3)
+        # odd runs are killed: at a random time, or just after Spark finished writing the staging
+        # (during the footers, the decision, the renames or the commit)
+        kill_after = rng.uniform(4, 40) if i % 4 == 1 else None
+        kill_on = ("undecodable)", rng.uniform(0, 1.0)) if i % 4 == 3 else None
+        rc, report, out = land(stack, topic, f"{topic}-{i}", kill_after=kill_after, kill_on=kill_on)
+        if rc is None:
+            kills += 1
+        else:
+            assert rc == 0, out[-3000:]
+            landed += 1
+            assert report["topics"][0]["status"] in ("landed", "noop")
+            recovered += report["topics"][0]["recovered"]
+        if rc is None:
+            when = (
+                f"{kill_after:.1f} s after the start" if kill_after else f"{kill_on[1]:.2f} s after staging"
+            )
+            print(f"run {i}: killed {when}")
+        else:
+            print(f"run {i}: finished")
+        # at any instant, not only at the end: no duplicate, nothing partial, the commit visible
+        check_exactly_once(webhdfs, topic, produced, complete=rc == 0)
+    assert kills >= 3, f"only {kills} runs were killed before they finished (seed {seed})"
+    rc, report, out = land(stack, topic, f"{topic}-final")
+    assert rc == 0, out[-3000:]
+    recovered += report["topics"][0]["recovered"]
+    print("recoveries:", recovered)
+    assert any("aborted" in n or "rolled forward" in n for n in recovered), recovered
+    raw, bad = check_exactly_once(webhdfs, topic, produced, complete=True)
+    assert len(bad) == sum(1 for v, _ in produced.values() if not _utf8(v)) > 0
+    assert {p["lag_after"] for p in report["topics"][0]["partitions"]} == {0}
+
+    # Idempotent re-run: nothing new, nothing changes.
+    before = plain_listing(webhdfs, f"/data/raw/{topic}")
+    rc, report, out = land(stack, topic, f"{topic}-rerun")
+    assert rc == 0 and report["topics"][0]["status"] == "noop", out[-2000:]
+    assert plain_listing(webhdfs, f"/data/raw/{topic}") == before
+    # No staging left behind, and file names follow the offsets they hold.
+    for r in raw:
+        name = r["_file"].rsplit("/", 1)[1]
+        m = re.match(rf"part-{re.escape(topic)}\+(\d+)\+(\d{{19}})\+(\d{{19}})\.parquet$", name)
+        assert m and int(m[1]) == r["partition"] and int(m[2]) <= r["offset"] <= int(m[3]), name
+    assert not webhdfs.list(f"/data/raw/{topic}/_landing/staging")
+
+
+# ---- retention gap and quarantine ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_retention_gap_fails_loudly_then_can_be_accepted(stack, new_topic, admin, webhdfs):
+    from confluent_kafka import TopicPartition
+
+    topic = new_topic("gap", partitions=2)
+    rng = random.Random(7)
+    produced = produce(stack, topic, random_values(rng, 100), partitions=2)
+    rc, _, out = land(stack, topic, f"{topic}-1")
+    assert rc == 0, out[-3000:]
+    produced |= produce(stack, topic, random_values(rng, 100), partitions=2)  # offsets 50..99 each
+    # Kafka deletes records 50..69 of partition 1 before they were landed (like retention would).
+    for f in admin.delete_records([TopicPartition(topic, 1, 70)], operation_timeout=30).values():
+        f.result()
+    files_before = plain_listing(webhdfs, f"/data/raw/{topic}")
+
+    rc, report, out = land(stack, topic, f"{topic}-2")
+    assert rc == 1
+    [t] = report["topics"]
+    assert t["status"] == "error" and t["error_type"] == "DataLossError"
+    assert f"topic '{topic}' partition 1: offsets [50, 70)" in t["error"], t["error"]
+    assert "--accept-data-loss" in t["error"]
+    assert plain_listing(webhdfs, f"/data/raw/{topic}") == files_before  # nothing landed
+
+    rc, report, out = land(stack, topic, f"{topic}-3", "--accept-data-loss")
+    assert rc == 0, out[-3000:]
+    parts = {p["partition"]: p for p in report["topics"][0]["partitions"]}
+    assert parts[1]["gap"] == [50, 70] and parts[1]["offset_range"] == [70, 100]
+    assert parts[0]["gap"] is None and parts[0]["offset_range"] == [50, 100]
+    lost = {(1, o) for o in range(50, 70)}
+    check_exactly_once(webhdfs, topic, {k: v for k, v in produced.items() if k not in lost}, complete=True)
+
+
+@pytest.mark.timeout(900)
+def test_undecodable_records_go_to_quarantine_and_are_counted(stack, new_topic, webhdfs):
+    topic = new_topic("bad")
+    values = [b"fine", BAD + b"1", "ünïcödé ok".encode(), b"\xc3\x28", b"", BAD + b"2"]
+    produced = produce(stack, topic, values)
+    rc, report, out = land(stack, topic, f"{topic}-1")
+    assert rc == 0, out[-3000:]
+    totals = report["topics"][0]["totals"]
+    assert (totals["records"], totals["quarantined"]) == (3, 3)
+    raw, bad = check_exactly_once(webhdfs, topic, produced, complete=True)
+    assert sorted(r["value"] for r in raw) == ["", "fine", "ünïcödé ok"]
+    assert sorted(r["value"] for r in bad) == sorted([BAD + b"1", b"\xc3\x28", BAD + b"2"])
+    assert all("UTF-8" in r["reason"] for r in bad)
+    assert all(f["_file"].startswith(f"/data/quarantine/{topic}/dt=") for f in bad)
+
+
+# ---- through Airflow ----------------------------------------------------------------------------
+
+
+class Airflow:
+    """`bin/airflow` for triggering (as a user would), the REST API for polling and XCom."""
+
+    def __init__(self, stack):
+        import requests
+
+        self.stack, self.requests = stack, requests
+        user, password = stack.admin_credentials()
+        r = requests.post(
+            f"{stack.airflow_url}/auth/token", json={"username": user, "password": password}, timeout=30
+        )
+        r.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def cli(self, *args: str, timeout: float = 180) -> str:
+        proc = subprocess.run(
+            [str(REPO / "bin" / "airflow"), *args], cwd=REPO, env=self.stack.env(), capture_output=True,
+            text=True, timeout=timeout,
+        )  # fmt: skip
+        assert proc.returncode == 0, (
+            f"airflow {' '.join(args)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
+        return proc.stdout
+
+    def get(self, path: str, **params) -> dict:
+        url = f"{self.stack.airflow_url}/api/v2/{path}"
+        r = self.requests.get(url, params=params, headers=self.headers, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                self.get(f"dags/{dag_id}")
+                return
+            except Exception:
+                time.sleep(5)
+        raise AssertionError(f"DAG {dag_id} not parsed within {timeout} s")
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.get(f"dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(5)
+        raise AssertionError(f"{dag_id} {run_id} still running after {timeout} s")
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+        return self.get(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")["value"]
+
+
+def _spark_submit_pids(run_id: str) -> list[int]:
+    """PIDs of the spark-submit JVM started by Airflow for `run_id` (found by its arguments)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"org.apache.spark.deploy.SparkSubmit" in cmd and run_id.encode() in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.timeout(2400)
+def test_airflow_triggered_landings_one_killed_half_way(stack, new_topic, webhdfs):
+    af = Airflow(stack)
+    af.wait_for_dag("kafka_to_hdfs_landing")
+    topic = new_topic("airflow", partitions=2)
+    rng = random.Random(11)
+    produced: dict = {}
+    conf = json.dumps({"topics": [f"{topic}=text"]})
+    for i in range(3):
+        produced |= produce(stack, topic, random_values(rng, 3000, 0.01), partitions=2)
+        run_id = f"it-{topic}-{i}"
+        af.cli("dags", "trigger", "kafka_to_hdfs_landing", "--run-id", run_id, "--conf", conf)
+        if i == 1:  # kill -9 the Spark job half-way; the task fails, its retry lands
+            deadline = time.time() + 600
+            while not (pids := _spark_submit_pids(run_id)) and time.time() < deadline:
+                time.sleep(1)
+            assert pids, "the landing job did not start"
+            time.sleep(rng.uniform(8, 15))
+            for pid in _spark_submit_pids(run_id):
+                os.kill(pid, signal.SIGKILL)
+        assert af.wait_for_run("kafka_to_hdfs_landing", run_id, timeout=900) == "success"
+        report = af.xcom("kafka_to_hdfs_landing", run_id, "report")
+        assert report["run_id"] == run_id and report["status"] == "ok"
+        [t] = report["topics"]
+        assert {p["lag_after"] for p in t["partitions"]} == {0}
+        check_exactly_once(webhdfs, topic, produced, complete=True)
+    tries = af.get(f"dags/kafka_to_hdfs_landing/dagRuns/it-{topic}-1/taskInstances/land")["try_number"]
+    assert tries >= 2, "the killed attempt should have been retried"
+
+
+# ---- daily reprocessing, backfilled ---------------------------------------------------------------
+
+WORD = re.compile(r"[^\W_]+")
+
+
+def independent_count(values: list[str]) -> Counter:
+    return Counter(w for v in values for w in WORD.findall(v.lower()))
+
+
+def read_wordcount(client, day: str) -> tuple[Counter, dict, list[str]]:
+    names = [p for p, _ in plain_listing(client, f"/data/curated/wordcount/dt={day}")]
+    counts: Counter = Counter()
+    for path in names:
+        with client.read(path) as f:
+            t = pq.read_table(io.BytesIO(f.read()))
+        for w, c in zip(t.column("word").to_pylist(), t.column("count").to_pylist(), strict=True):
+            assert w not in counts, f"word {w!r} twice"
+            counts[w] = c
+    with client.read(f"/data/curated/wordcount/dt={day}/_SUCCESS") as f:
+        summary = json.loads(f.read())
+    return counts, summary, names
+
+
+@pytest.mark.timeout(2400)
+def test_three_day_backfill_matches_an_independent_count(stack, new_topic, webhdfs):
+    af = Airflow(stack)
+    af.wait_for_dag("hdfs_batch_reprocessing")
+    topic = new_topic("backfill", partitions=2)
+    rng = random.Random(3)
+    first = datetime(2024, 3, 1, tzinfo=timezone.utc) + timedelta(days=rng.randint(0, 200))
+    days = [first + timedelta(days=d) for d in range(3)]
+    values, stamps = [], []
+    for day in [first - timedelta(days=1), *days, days[-1] + timedelta(days=1)]:  # neighbours too
+        for _ in range(400):
+            values.append(random_values(rng, 1)[0])
+            stamps.append(int((day + timedelta(seconds=rng.randint(0, 86399))).timestamp() * 1000))
+    produced = produce(stack, topic, values, stamps, partitions=2)
+    rc, _, out = land(stack, topic, f"{topic}-land")
+    assert rc == 0, out[-3000:]
+
+    def backfill(start: datetime, end: datetime) -> None:
+        # One running backfill per DAG: wait until the scheduler closed the previous ones.
+        deadline = time.time() + 600
+        while any(
+            b["completed_at"] is None
+            for b in af.get("backfills", dag_id="hdfs_batch_reprocessing")["backfills"]
+        ):
+            assert time.time() < deadline, "a previous backfill of hdfs_batch_reprocessing never completed"
+            time.sleep(5)
+        af.cli(
+            "backfill", "create", "--dag-id", "hdfs_batch_reprocessing",
+            "--from-date", start.strftime("%Y-%m-%d"), "--to-date", end.strftime("%Y-%m-%d"),
+            "--dag-run-conf", json.dumps({"topics": [topic]}), "--reprocess-behavior", "completed",
+        )  # fmt: skip
+        deadline = time.time() + 1500
+        for day in [d for d in days if start <= d <= end]:
+            while True:
+                runs = af.get(
+                    "dags/hdfs_batch_reprocessing/dagRuns",
+                    run_type="backfill",
+                    order_by="-start_date",
+                    logical_date_gte=day.isoformat(),
+                    logical_date_lte=day.isoformat(),
+                )["dag_runs"]
+                if runs and runs[0]["state"] in ("success", "failed"):
+                    assert runs[0]["state"] == "success", runs[0]
+                    break
+                assert time.time() < deadline, f"backfill of {day:%Y-%m-%d} did not finish"
+                time.sleep(10)
+
+    def expected(day: datetime) -> Counter:
+        lo, hi = day.timestamp() * 1000, (day + timedelta(days=1)).timestamp() * 1000
+        return independent_count(
+            [v.decode() for v, ts in produced.values() if lo <= ts < hi and _utf8(v)]
+        )  # fmt: skip
+
+    for day in days:  # results of an earlier session for these days must not pass for ours
+        webhdfs.delete(f"/data/curated/wordcount/dt={day:%Y-%m-%d}", recursive=True)
+    backfill(days[0], days[-1])
+    for day in days:
+        counts, summary, names = read_wordcount(webhdfs, f"{day:%Y-%m-%d}")
+        assert counts == expected(day), f"{day:%Y-%m-%d}: counts differ from the independent count"
+        assert summary["tokens"] == sum(counts.values()) and summary["records"] == 400
+        assert [n.rsplit("/", 1)[1] for n in names] == ["part-00000.parquet"]
+
+    # Late records for the middle day, landed, then that day re-run: replaced, not mixed.
+    late = [f"late word données {i}".encode() for i in range(50)]
+    mid = int((days[1] + timedelta(hours=12)).timestamp() * 1000)
+    produced |= produce(stack, topic, late, [mid] * len(late), partitions=2)
+    rc, _, out = land(stack, topic, f"{topic}-late")
+    assert rc == 0, out[-3000:]
+    backfill(days[1], days[1])
+    counts, summary, _ = read_wordcount(webhdfs, f"{days[1]:%Y-%m-%d}")
+    assert counts == expected(days[1]) and counts["late"] == 50 and summary["records"] == 450
+    assert read_wordcount(webhdfs, f"{days[0]:%Y-%m-%d}")[0] == expected(days[0])
+    for day in days:
+        webhdfs.delete(f"/data/curated/wordcount/dt={day:%Y-%m-%d}", recursive=True)

@@ -1,0 +1,578 @@
+"""The landing protocol without Spark or a cluster: a local folder with HDFS semantics, a fake
+Kafka, a writer that stages Parquet files with pyarrow, and a file system that crashes before
+its k-th change and checks, after EVERY change, what a plain reader of the folder would see.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import uuid
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streamlab import landing, parquet_footer
+from streamlab.landing import (
+    ConcurrentRunError,
+    DataLossError,
+    LandingOptions,
+    LocalFileSystem,
+    ProtocolError,
+    TopicPaths,
+    WriteResult,
+)
+
+HOUR = 3_600_000
+T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+TOPIC = "t1"
+
+
+class Crash(Exception):
+    """kill -9 of the landing job, between two file system operations."""
+
+
+class CrashingFS:
+    """Delegates to a real file system; raises Crash before the `crash_at`-th change and calls
+    `after_change` after every change that happened."""
+
+    MUTATING = {"create", "rename", "delete", "mkdirs", "concat"}
+
+    def __init__(self, inner, crash_at=None, after_change=None):
+        self.inner = inner
+        self.crash_at = crash_at
+        self.after_change = after_change
+        self.changes = 0
+        self.can_concat = inner.can_concat
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if name not in self.MUTATING:
+            return attr
+
+        def op(*args, **kwargs):
+            if self.crash_at is not None and self.changes == self.crash_at:
+                raise Crash(f"crash before change #{self.changes}: {name}{args}")
+            result = attr(*args, **kwargs)
+            self.changes += 1
+            if self.after_change:
+                self.after_change()
+            return result
+
+        return op
+
+
+class FakeKafka:
+    """partition -> list of (offset, timestamp ms, key, value); `earliest` simulates retention."""
+
+    def __init__(self, partitions=2):
+        self.records = {p: [] for p in range(partitions)}
+        self.earliest = dict.fromkeys(self.records, 0)
+
+    def produce(self, partition, value, ts):
+        recs = self.records[partition]
+        recs.append((len(recs), ts, f"k{len(recs)}".encode(), value))
+
+    def available(self, topic):
+        return {p: (self.earliest[p], len(r)) for p, r in self.records.items()}
+
+    def all_offsets(self):
+        return {(p, o) for p, recs in self.records.items() for (o, *_r) in recs}
+
+
+def _table(rows, text: bool, quarantine: bool):
+    cols = {
+        "topic": pa.array([TOPIC] * len(rows), pa.string()),
+        "partition": pa.array([r[0] for r in rows], pa.int32()),
+        "offset": pa.array([r[1] for r in rows], pa.int64()),
+        "timestamp": pa.array([r[2] * 1000 for r in rows], pa.timestamp("us", tz="UTC")),
+        "timestamp_type": pa.array([0] * len(rows), pa.int32()),
+        "key": pa.array([r[3] for r in rows], pa.binary()),
+    }
+    if quarantine or not text:
+        cols["value"] = pa.array([r[4] for r in rows], pa.binary())
+    else:
+        cols["value"] = pa.array([r[4].decode() for r in rows], pa.string())
+    if quarantine:
+        cols["reason"] = pa.array(["invalid UTF-8"] * len(rows), pa.string())
+    return pa.table(cols)
+
+
+class FakeWriter:
+    """Stages what Spark would: Parquet files of one partition each, per hour, split every
+    `split` records, with random names (like Spark's part-<uuid>), through the file system."""
+
+    def __init__(self, fs, kafka, split=3, during_write=None):
+        self.fs, self.kafka, self.split, self.during_write = fs, kafka, split, during_write
+
+    def write(self, plan, staging_dir, records_per_file):
+        if self.during_write:
+            self.during_write()
+        text = plan["value_format"] == "text"
+        total = bad = 0
+        for p_str, end in plan["end"].items():
+            p, start = int(p_str), plan["start"][p_str]
+            rows = [(p, o, ts, k, v) for (o, ts, k, v) in self.kafka.records[p] if start <= o < end]
+            total += len(rows)
+            groups: dict[tuple[str, str], list] = {}
+            for r in rows:
+                ok = True
+                if text:
+                    try:
+                        r[4].decode()
+                    except UnicodeDecodeError:
+                        ok = False
+                kind = landing.RAW if ok else landing.QUARANTINE
+                bad += not ok
+                # raw files in `h=<epoch hour>` folders (as Spark writes them), quarantine in dt=/hr=
+                hdir = f"h={r[2] // HOUR}" if ok else landing.hour_dir(r[2])
+                groups.setdefault((kind, hdir), []).append(r)
+            for (kind, hdir), items in sorted(groups.items()):
+                for i in range(0, len(items), self.split):
+                    buf = io.BytesIO()
+                    pq.write_table(_table(items[i : i + self.split], text, kind == landing.QUARANTINE), buf)
+                    path = posixpath.join(staging_dir, kind, hdir, f"part-{uuid.uuid4().hex}.parquet")
+                    self.fs.mkdirs(posixpath.dirname(path))
+                    self.fs.create(path, buf.getvalue())
+        self.fs.create(posixpath.join(staging_dir, "_SUCCESS"), b"")
+        return WriteResult(records=total, quarantined=bad)
+
+
+def plain_read(fs, paths):
+    """(partition, offset) of every row a plain reader of raw + quarantine sees, with counts."""
+    seen = Counter()
+    for root in (paths.root, paths.quarantine):
+        for st in landing.walk_files(fs, root):
+            table = pq.read_table(io.BytesIO(fs.read(st.path)))  # a partial file would fail here
+            seen.update(
+                zip(table.column("partition").to_pylist(), table.column("offset").to_pylist(), strict=True)
+            )
+    return seen
+
+
+def check_exactly_once(fs, paths, kafka, complete=False, lost=frozenset()):
+    """No duplicate, nothing unexpected, and everything up to the last commit's end offsets."""
+    seen = plain_read(fs, paths)
+    dups = [k for k, c in seen.items() if c > 1]
+    assert not dups, f"duplicates visible: {dups[:5]}"
+    assert set(seen) <= kafka.all_offsets()
+    commit = landing.latest_commit(fs, paths)
+    if commit:
+        must = {(p, o) for (p, o) in kafka.all_offsets() - lost if o < commit["end"].get(str(p), 0)}
+        missing = must - set(seen)
+        assert not missing, f"committed records not visible: {sorted(missing)[:5]}"
+    if complete:
+        assert set(seen) == kafka.all_offsets() - lost
+    return seen
+
+
+def _checker(fs, paths, kafka):
+    return lambda: check_exactly_once(fs, paths, kafka)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    fs = LocalFileSystem()
+    paths = TopicPaths(TOPIC, raw_root=str(tmp_path / "raw"), quarantine_root=str(tmp_path / "quarantine"))
+    kafka = FakeKafka(partitions=2)
+    return fs, paths, kafka
+
+
+def produce_batch(kafka, n, t, bad_every=0):
+    for i in range(n):
+        value = b"\xff\xfe bad" if bad_every and i % bad_every == 0 else f"hello world {i}".encode()
+        kafka.produce(i % 2, value, t + i * 60_000)
+
+
+def run(fs, paths, kafka, **kw):
+    opts = kw.pop("options", LandingOptions(compact=False))
+    return landing.land_topic(fs, paths, kafka, FakeWriter(fs, kafka, **kw), opts, run_id="test")
+
+
+# ---- the happy path ---------------------------------------------------------------------------
+
+
+def test_runs_land_each_record_once_with_report(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 10, T0, bad_every=4)
+    r1 = run(fs, paths, kafka)
+    assert r1["status"] == "landed"
+    assert r1["totals"]["records"] + r1["totals"]["quarantined"] == 10
+    assert r1["totals"]["quarantined"] == 3
+    assert {p["partition"]: p["offset_range"] for p in r1["partitions"]} == {0: [0, 5], 1: [0, 5]}
+    assert all(p["lag_before"] == 5 and p["lag_after"] == 0 for p in r1["partitions"])
+    produce_batch(kafka, 6, T0 + 2 * HOUR)
+    r2 = run(fs, paths, kafka)
+    assert {p["partition"]: p["offset_range"] for p in r2["partitions"]} == {0: [5, 8], 1: [5, 8]}
+    assert run(fs, paths, kafka)["status"] == "noop"
+    check_exactly_once(fs, paths, kafka, complete=True)
+    # deterministic names, hour folders from the record timestamps, nothing left in staging
+    names = [st.path[len(paths.root) + 1 :] for st in landing.walk_files(fs, paths.root)]
+    assert "dt=2025-01-01/hr=00/part-t1+1+0000000000000000000+0000000000000000002.parquet" in names
+    assert all(n.startswith(("dt=2025-01-01/hr=00/", "dt=2025-01-01/hr=02/")) for n in names)
+    assert fs.list(posixpath.join(paths.landing, "staging")) == [] or all(
+        not fs.list(st.path) for st in fs.list(posixpath.join(paths.landing, "staging"))
+    )
+    bad = pq.read_table(io.BytesIO(fs.read(landing.walk_files(fs, paths.quarantine)[0].path)))
+    assert bad.column("reason")[0].as_py() == "invalid UTF-8"
+
+
+def test_report_is_readable_text(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 4, T0)
+    report = {"run_id": "r", "status": "ok", "topics": [run(fs, paths, kafka)]}
+    text = landing.format_report(report)
+    assert "t1: landed" in text and "[0, 2)" in text
+    json.dumps(report)  # serializable for XCom
+
+
+# ---- crashes between every step ---------------------------------------------------------------
+
+
+def _changes_of_a_clean_run(tmp_path):
+    fs = LocalFileSystem()
+    paths = TopicPaths(TOPIC, str(tmp_path / "probe" / "raw"), str(tmp_path / "probe" / "q"))
+    kafka = FakeKafka()
+    produce_batch(kafka, 8, T0, bad_every=5)
+    run(fs, paths, kafka)
+    produce_batch(kafka, 9, T0 + HOUR, bad_every=4)
+    counting = CrashingFS(fs)
+    run(counting, paths, kafka)
+    return counting.changes
+
+
+def test_crash_before_every_change_then_recover(tmp_path):
+    total = _changes_of_a_clean_run(tmp_path)
+    assert total > 20
+    for k in range(total + 1):
+        fs = LocalFileSystem()
+        paths = TopicPaths(TOPIC, str(tmp_path / f"c{k}" / "raw"), str(tmp_path / f"c{k}" / "q"))
+        kafka = FakeKafka()
+        produce_batch(kafka, 8, T0, bad_every=5)
+        run(fs, paths, kafka)
+        produce_batch(kafka, 9, T0 + HOUR, bad_every=4)
+        checked = CrashingFS(fs, crash_at=k, after_change=_checker(fs, paths, kafka))
+        crashed = False
+        try:
+            run(checked, paths, kafka)
+        except Crash:
+            crashed = True
+        assert crashed == (k < total)
+        check_exactly_once(fs, paths, kafka)
+        produce_batch(kafka, 3, T0 + 2 * HOUR)  # more data arrives before the next run
+        checked.crash_at = None
+        report = run(checked, paths, kafka)
+        check_exactly_once(fs, paths, kafka, complete=True)
+        assert report["status"] == "landed"
+        assert run(fs, paths, kafka)["status"] == "noop"
+        check_exactly_once(fs, paths, kafka, complete=True)
+
+
+def test_crash_during_recovery_too(tmp_path):
+    """Two crashes in a row: during a run, then during the next run's recovery."""
+    total = _changes_of_a_clean_run(tmp_path)
+    for k in range(4, total, 3):
+        for j in (0, 1, 2, 4, 7):
+            fs = LocalFileSystem()
+            base = tmp_path / f"d{k}-{j}"
+            paths = TopicPaths(TOPIC, str(base / "raw"), str(base / "q"))
+            kafka = FakeKafka()
+            produce_batch(kafka, 8, T0, bad_every=5)
+            run(fs, paths, kafka)
+            produce_batch(kafka, 9, T0 + HOUR, bad_every=4)
+            for crash_at in (k, j):
+                try:
+                    run(CrashingFS(fs, crash_at, _checker(fs, paths, kafka)), paths, kafka)
+                except Crash:
+                    pass
+                check_exactly_once(fs, paths, kafka)
+            run(fs, paths, kafka)
+            check_exactly_once(fs, paths, kafka, complete=True)
+
+
+def test_recovery_notes_say_what_happened(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 6, T0)
+    with pytest.raises(Crash):  # crash right after the outcome "staged" was published
+        run(CrashingFS(fs, crash_at=_index_of_first_rename_into_place(fs, paths, kafka)), paths, kafka)
+    notes = run(fs, paths, kafka)["recovered"]
+    assert any("rolled forward" in n for n in notes)
+    check_exactly_once(fs, paths, kafka, complete=True)
+
+
+def _index_of_first_rename_into_place(fs, paths, kafka):
+    """Change number of the first rename out of staging in a clean run (probed on a copy)."""
+    import shutil
+    import tempfile
+
+    probe = tempfile.mkdtemp()
+    try:
+        ppaths = TopicPaths(TOPIC, posixpath.join(probe, "raw"), posixpath.join(probe, "q"))
+        calls = []
+
+        class Spy(CrashingFS):
+            def __getattr__(self, name):
+                f = super().__getattr__(name)
+                if name == "rename":
+
+                    def spy(src, dst):
+                        if "/staging/" in src and "/_landing/" not in dst:
+                            calls.append(self.changes)
+                        return f(src, dst)
+
+                    return spy
+                return f
+
+        k = FakeKafka()
+        k.records = kafka.records
+        run(Spy(LocalFileSystem()), ppaths, k)
+        return calls[0]
+    finally:
+        shutil.rmtree(probe)
+
+
+# ---- planning -----------------------------------------------------------------------------------
+
+
+def test_plan_starts_where_the_last_commit_ended_and_new_partitions_at_zero():
+    r = landing.plan_ranges("t", {0: 10}, {0: (0, 15), 1: (0, 4)})
+    assert (r.start, r.end, r.gaps) == ({0: 10, 1: 0}, {0: 15, 1: 4}, [])
+
+
+def test_retention_gap_fails_loudly_naming_the_range(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 10, T0)
+    run(fs, paths, kafka)
+    produce_batch(kafka, 10, T0 + HOUR)  # offsets 5..9 in each partition
+    kafka.earliest[1] = 7  # retention deleted offsets 5, 6 of partition 1 before they were landed
+    with pytest.raises(DataLossError) as e:
+        run(fs, paths, kafka)
+    msg = str(e.value)
+    assert "topic 't1' partition 1: offsets [5, 7)" in msg and "--accept-data-loss" in msg
+    assert [(g.partition, g.start, g.end) for g in e.value.gaps] == [(1, 5, 7)]
+    assert landing.read_log(fs, paths).open_seqs() == []  # nothing planned, nothing changed
+    r = run(fs, paths, kafka, options=LandingOptions(accept_data_loss=True, compact=False))
+    p1 = next(p for p in r["partitions"] if p["partition"] == 1)
+    assert p1["gap"] == [5, 7] and p1["offset_range"] == [7, 10] and p1["lag_before"] == 5
+    seen = check_exactly_once(fs, paths, kafka, complete=True, lost={(1, 5), (1, 6)})
+    assert (1, 5) not in seen and (1, 7) in seen
+
+
+def test_offsets_going_backwards_is_an_error():
+    with pytest.raises(ProtocolError, match="re-created"):
+        landing.plan_ranges("t", {0: 10}, {0: (0, 3)})
+    with pytest.raises(ProtocolError, match="no longer exist"):
+        landing.plan_ranges("t", {0: 1, 1: 1}, {0: (0, 3)})
+
+
+def test_records_per_file_follows_the_bytes_seen_last_time():
+    assert landing.records_per_file(100.0, 128 * 2**20, 10**7) == 1342177
+    assert landing.records_per_file(None, 64_000, 10**7) == 1000
+    assert landing.records_per_file(1.0, 10**12, 5_000_000) == 5_000_000
+
+
+def test_file_names_are_deterministic_and_parse_back():
+    name = landing.file_name("Hello-Kafka", 3, 120, 4567)
+    assert name == "part-Hello-Kafka+3+0000000000000000120+0000000000000004567.parquet"
+    assert landing.parse_file_name(name) == landing.DataFileName(3, 120, 4567)
+    assert landing.parse_file_name("_SUCCESS") is None
+    long = landing.file_name("x" * 249, 0, 0, 0)
+    assert len(long) < 255 and landing.parse_file_name(long) == landing.DataFileName(0, 0, 0)
+
+
+# ---- concurrent runs (a zombie of a killed Airflow task) ----------------------------------------
+
+
+def test_zombie_run_cannot_publish_after_being_aborted(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 6, T0)
+    second = {}
+
+    def other_run_meanwhile():  # while run A writes its staging, run B recovers and lands
+        second["report"] = run(fs, paths, kafka)
+
+    with pytest.raises(ConcurrentRunError):
+        landing.land_topic(fs, paths, kafka, FakeWriter(fs, kafka, during_write=other_run_meanwhile),
+                           LandingOptions(compact=False), run_id="zombie")  # fmt: skip
+    assert second["report"]["status"] == "landed"
+    check_exactly_once(fs, paths, kafka, complete=True)
+    assert run(fs, paths, kafka)["status"] == "noop"
+    check_exactly_once(fs, paths, kafka, complete=True)
+
+
+def test_two_runs_planning_the_same_sequence_number(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 4, T0)
+    fs.mkdirs(paths.log_dir)
+    landing.publish_json(fs, paths.record(1, landing.PLAN), {"seq": 1})
+    original = landing.read_log
+
+    def stale_read(fs_, paths_):  # run B read the log just before run A published plan 1
+        state = original(fs_, paths_)
+        state.kinds.pop(1, None)
+        return state
+
+    landing.read_log = stale_read
+    try:
+        with pytest.raises(ConcurrentRunError, match="planned by another run"):
+            run(fs, paths, kafka)
+    finally:
+        landing.read_log = original
+
+
+# ---- compaction -------------------------------------------------------------------------------
+
+
+def _small_files_in_closed_hours(fs, paths, kafka, runs=4):
+    for i in range(runs):
+        produce_batch(kafka, 6, T0 + i * 5 * 60_000)  # all in hour 00
+        run(fs, paths, kafka, split=2)
+    produce_batch(kafka, 2, T0 + 3 * HOUR)  # a later record moves the watermark past hour 00
+    # (the hours are 2025's; look back far enough to see them from today's watermark)
+    return LandingOptions(small_file_bytes=10**6, compact_target_bytes=10**7, close_after_ms=0,
+                          compact_lookback_hours=10**6)  # fmt: skip
+
+
+def test_compaction_merges_small_files_of_a_closed_hour(setup):
+    fs, paths, kafka = setup
+    opts = _small_files_in_closed_hours(fs, paths, kafka)
+    hour = posixpath.join(paths.root, "dt=2025-01-01/hr=00")
+    before = [st.name for st in fs.list(hour)]
+    assert len(before) >= 8
+    report = landing.land_topic(fs, paths, kafka, FakeWriter(fs, kafka), opts, run_id="c")
+    assert report["compaction"]["merged_groups"] == 2  # one per Kafka partition
+    after = [st for st in fs.list(hour)]
+    assert len(after) == 2 and all(landing.parse_file_name(st.name) for st in after)
+    names = {landing.parse_file_name(st.name) for st in after}
+    assert names == {landing.DataFileName(0, 0, 11), landing.DataFileName(1, 0, 11)}
+    check_exactly_once(fs, paths, kafka, complete=True)
+    merged = pq.read_table(io.BytesIO(fs.read(after[0].path)))
+    assert merged.column("offset").to_pylist() == list(range(12))
+    assert merged.column("value").to_pylist()[0] == "hello world 0"
+
+
+def test_compaction_crash_before_every_change(tmp_path):
+    probe_fs = LocalFileSystem()
+    probe = TopicPaths(TOPIC, str(tmp_path / "p" / "raw"), str(tmp_path / "p" / "q"))
+    kafka = FakeKafka()
+    opts = _small_files_in_closed_hours(probe_fs, probe, kafka)
+    watermark = landing.latest_commit(probe_fs, probe)["planned_at_ms"] + 10 * HOUR
+    counting = CrashingFS(probe_fs)
+    landing.compact_topic(counting, probe, watermark, opts)
+    total = counting.changes
+    assert total >= 10
+    for k in range(total + 1):
+        fs = LocalFileSystem()
+        paths = TopicPaths(TOPIC, str(tmp_path / f"k{k}" / "raw"), str(tmp_path / f"k{k}" / "q"))
+        kafka = FakeKafka()
+        _small_files_in_closed_hours(fs, paths, kafka)
+        checked = CrashingFS(fs, crash_at=k, after_change=_checker(fs, paths, kafka))
+        try:
+            landing.compact_topic(checked, paths, watermark, opts)
+        except Crash:
+            pass
+        check_exactly_once(fs, paths, kafka)
+        landing.compact_topic(fs, paths, watermark, opts)
+        hour = posixpath.join(paths.root, "dt=2025-01-01/hr=00")
+        assert len(fs.list(hour)) == 2, [st.name for st in fs.list(hour)]
+        assert fs.list(paths.compact_dir) == []
+        check_exactly_once(fs, paths, kafka)
+
+
+def test_open_hours_are_not_compacted(setup):
+    fs, paths, kafka = setup
+    for i in range(3):
+        produce_batch(kafka, 4, T0 + i * 60_000)
+        run(fs, paths, kafka, split=1)
+    hour = posixpath.join(paths.root, "dt=2025-01-01/hr=00")
+    n = len(fs.list(hour))
+    watermark = T0 + HOUR + 5 * 60_000  # hour 00 ended 5 minutes before the watermark
+    opts = LandingOptions(small_file_bytes=10**6, close_after_ms=10 * 60_000, compact_lookback_hours=10**6)
+    assert landing.compact_topic(fs, paths, watermark, opts)["merged_groups"] == 0
+    assert len(fs.list(hour)) == n
+    assert landing.compact_topic(fs, paths, watermark + 10 * 60_000, opts)["merged_groups"] == 2
+
+
+def test_plan_compaction_groups_consecutive_small_files_up_to_the_target():
+    def st(p, first, size):
+        return landing.FileStatus(f"/x/{first}", landing.file_name("t", p, first, first + 9), False, size)
+
+    files = [st(0, 0, 10), st(0, 10, 10), st(0, 20, 100), st(0, 30, 10), st(0, 40, 10), st(0, 50, 10),
+             st(1, 0, 10), st(2, 0, 10), st(2, 10, 10)]  # fmt: skip
+    groups = landing.plan_compaction(files, small=50, target=25)
+    assert [[g.name.split("+")[1] + ":" + g.name.split("+")[2][-2:] for g in grp] for grp in groups] == [
+        ["0:00", "0:10"],
+        ["0:30", "0:40"],
+        ["2:00", "2:10"],
+    ]
+
+
+# ---- parquet footers --------------------------------------------------------------------------
+
+
+def _pq_bytes(offsets, page_index=False, value_type=None):
+    value_type = value_type or pa.string()
+    t = pa.table({
+        "partition": pa.array([0] * len(offsets), pa.int32()),
+        "offset": pa.array(offsets, pa.int64()),
+        "value": pa.array([str(o) for o in offsets], value_type) if value_type == pa.string()
+        else pa.array([str(o).encode() for o in offsets], value_type),
+    })  # fmt: skip
+    buf = io.BytesIO()
+    pq.write_table(t, buf, row_group_size=3, write_page_index=page_index)
+    return buf.getvalue()
+
+
+def _raw_footer(data):
+    return parquet_footer.footer_bytes(lambda o, n: data[o : o + n], len(data))
+
+
+def test_footer_round_trip_is_byte_exact_and_stats_are_read():
+    data = _pq_bytes(list(range(10, 20)), page_index=True)
+    raw = _raw_footer(data)
+    meta = parquet_footer.decode_struct(raw)
+    assert parquet_footer.encode_struct(meta) == raw
+    assert parquet_footer.num_rows(meta) == 10
+    assert parquet_footer.int_column_ranges(meta)["offset"] == parquet_footer.ColumnRange(10, 19)
+
+
+def test_concatenated_files_plus_merged_footer_read_as_one_file():
+    parts = [_pq_bytes([0, 1, 2, 3]), _pq_bytes([4, 5], page_index=True), _pq_bytes(list(range(6, 13)))]
+    footer = parquet_footer.merged_footer([(_raw_footer(d), len(d)) for d in parts])
+    merged = b"".join(parts) + footer
+    table = pq.read_table(io.BytesIO(merged))
+    assert table.column("offset").to_pylist() == list(range(13))
+    assert table.column("value").to_pylist() == [str(i) for i in range(13)]
+    meta = parquet_footer.decode_struct(_raw_footer(merged))
+    assert parquet_footer.int_column_ranges(meta)["offset"] == parquet_footer.ColumnRange(0, 12)
+
+
+def test_files_with_different_schemas_are_not_merged():
+    a, b = _pq_bytes([0]), _pq_bytes([1], value_type=pa.binary())
+    with pytest.raises(parquet_footer.ParquetFooterError, match="schemas"):
+        parquet_footer.merged_footer([(_raw_footer(a), len(a)), (_raw_footer(b), len(b))])
+
+
+# ---- completeness for reprocessing --------------------------------------------------------------
+
+
+def test_day_is_complete_once_a_run_planned_after_its_end_committed(setup, monkeypatch):
+    fs, paths, kafka = setup
+    assert landing.day_complete(fs, paths, "2025-01-01") == (False, None)
+    produce_batch(kafka, 2, T0)
+    monkeypatch.setattr(landing, "now_ms", lambda: T0 + 23 * HOUR)
+    run(fs, paths, kafka)
+    assert landing.day_complete(fs, paths, "2025-01-01")[0] is False
+    monkeypatch.setattr(landing, "now_ms", lambda: T0 + 24 * HOUR + 1)
+    run(fs, paths, kafka)  # a no-op run also moves the landed-through instant
+    assert landing.day_complete(fs, paths, "2025-01-01") == (True, T0 + 24 * HOUR + 1)
+    assert landing.day_complete(fs, paths, "2025-01-01", lateness_ms=HOUR)[0] is False
+
+
+def test_report_path_is_one_safe_component():
+    assert landing.report_path("manual__2025-01-01T00:00:00+00:00", "/r") == (
+        "/r/manual__2025-01-01T00_00_00_00_00.json"
+    )
