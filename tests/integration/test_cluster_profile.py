@@ -205,15 +205,20 @@ def test_dag_streaming_job_on_the_spark_master_stays_exact_when_a_broker_dies(cl
     import urllib.request
 
     from streamlab.stack import running_pid
-    from tests.integration.test_streaming_wordcount import (
-        LINES,
-        LatestValues,
-        expected_counts,
-        produce,
-        wait_until,
-    )  # fmt: skip
+    from tests.integration.test_streaming_wordcount import LINES, LatestValues, expected_counts, wait_until
 
     cfg, env = cluster
+
+    def produce(cfg, topic: str, lines: list[str], pace_s: float = 0.0) -> None:
+        # Idempotent: without it, a batch retried after the leader dies can be written twice,
+        # and the input itself would hold duplicates (seen in this test's first version).
+        producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+        for line in lines:
+            producer.produce(topic, value=line.encode())
+            producer.poll(0)
+            if pace_s:
+                time.sleep(pace_s)
+        assert producer.flush(90) == 0, "some records were not delivered"
     output = LatestValues(cfg, "wordcounts")
     try:
         produce(cfg, "Hello-Kafka", LINES)
