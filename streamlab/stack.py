@@ -211,6 +211,11 @@ def write_configs(cfg: StackConfig) -> None:
                     # A stopped DataNode is declared dead after ~30 s instead of 10.5 min, so
                     # writers stop choosing it (cluster profile fault tests).
                     "dfs.namenode.heartbeat.recheck-interval": 10000,
+                    # Until then, a DataNode silent for 3 s is "stale": the NameNode lists it
+                    # last, so readers (WebHDFS OPEN redirects included) and writers skip it.
+                    "dfs.namenode.avoid.read.stale.datanode": "true",
+                    "dfs.namenode.avoid.write.stale.datanode": "true",
+                    "dfs.namenode.stale.datanode.interval": 3000,
                     "dfs.client.block.write.replace-datanode-on-failure.enable": "false",
                 }
             )

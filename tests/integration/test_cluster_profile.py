@@ -5,11 +5,13 @@ SIGKILL of a broker under load, a stopped DataNode.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -243,6 +245,17 @@ def test_dag_streaming_job_on_the_spark_master_stays_exact_when_a_broker_dies(cl
 
 
 @pytest.mark.timeout(900)
+def _wait_until_namenode_sees_a_stale_datanode(cfg, timeout: float = 60.0) -> None:
+    url = f"{cfg.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"
+    deadline = time.monotonic() + timeout
+    while True:
+        state = json.loads(urllib.request.urlopen(url, timeout=10).read())["beans"][0]
+        if state["NumStaleDataNodes"] + state["NumDeadDataNodes"] >= 1:
+            return
+        assert time.monotonic() < deadline, f"NameNode still lists every DataNode as live: {state}"
+        time.sleep(0.5)
+
+
 def test_landing_succeeds_with_a_datanode_stopped_and_loses_no_file(cluster):
     """kafka_to_hdfs_landing's job on the Spark master, one of the two DataNodes down."""
     import hdfs
@@ -265,6 +278,9 @@ def test_landing_succeeds_with_a_datanode_stopped_and_loses_no_file(cluster):
     produced |= produce_acked(cfg, topic, [f"after {i} été".encode() for i in range(2000)])
     rc, report, out = land(cfg, topic, "cl-2")
     assert rc == 0, out[-3000:]
+    # A plain WebHDFS reader is redirected to a DataNode the NameNode still lists; the stack
+    # makes a silent DataNode "stale" (listed last) after 3 s. Wait for that, not a fixed sleep.
+    _wait_until_namenode_sees_a_stale_datanode(cfg)
     # Every record, landed before and after the loss, read back through a plain listing.
     check_exactly_once(client, topic, produced, complete=True)
 

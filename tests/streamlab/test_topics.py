@@ -163,7 +163,9 @@ def test_report_with_drift_and_changes():
 
 def test_the_repository_topics_file_is_valid_and_has_the_lab_topics():
     specs = {s.name: s for s in topics.load_topics(topics.DEFAULT_TOPICS_FILE, env={})}
-    assert specs["Hello-Kafka"] == TopicSpec("Hello-Kafka", 1, 1, {"retention.ms": "604800000"}, True, "text")
+    assert specs["Hello-Kafka"] == TopicSpec(
+        "Hello-Kafka", 1, 1, {"retention.ms": "604800000", "max.message.bytes": "2097152"}, True, "text"
+    )
     assert specs["wordcounts"].configs["cleanup.policy"] == "compact"
     assert specs["wordcounts"].land is False
     assert [t.name for t in topics.landed_topics(topics.DEFAULT_TOPICS_FILE)] == ["Hello-Kafka"]
