@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The Airflow image of docker-compose.yaml: the official image plus what the tasks run in-process.
 # With the LocalExecutor the Spark drivers (client mode) run inside the scheduler container, so it
-# needs a JRE, pyspark and Spark's Kafka connector jars, on top of the project's Python pins.
+# needs a JDK, pyspark, Spark's Kafka connector jars and the project's jar (jvm/src, the landing's
+# Parquet writer), on top of the project's Python pins.
 #
 # docker-compose.yaml passes the build args; tests/compose/test_compose.py checks that they, and
 # the defaults below, equal the pins in requirements.txt.
@@ -25,8 +26,9 @@ USER root
 # packages are published as sources only. The symlink keeps JAVA_HOME independent of the arch.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        "openjdk-${JAVA_MAJOR}-jre-headless" build-essential libkrb5-dev \
+        "openjdk-${JAVA_MAJOR}-jdk-headless" build-essential libkrb5-dev \
     && ln -s "/usr/lib/jvm/java-${JAVA_MAJOR}-openjdk-$(dpkg --print-architecture)" /usr/lib/jvm/streamlab-java \
+    && mkdir -p /opt/airflow/.deps/jars/streamlab && chown -R airflow:0 /opt/airflow/.deps \
     && apt-get autoremove -yqq --purge \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
@@ -41,4 +43,13 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/pins
         $([ -f /tmp/pins/constraints.txt ] && echo "-c /tmp/pins/constraints.txt")
 
 # Same place relative to the code as in the repository (.deps/jars/spark-kafka beside streamlab/).
-COPY --from=spark-kafka-jars /build/jars/spark-kafka /opt/airflow/.deps/jars/spark-kafka
+COPY --chown=airflow:0 --from=spark-kafka-jars /build/jars/spark-kafka /opt/airflow/.deps/jars/spark-kafka
+
+# The project's jar, compiled against the image's own pyspark jars as `make deps` does locally.
+COPY --chown=airflow:0 jvm/src /tmp/jvm-src
+RUN SPARK_JARS="$(python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')" \
+    && mkdir -p /tmp/jvm-classes \
+    && javac --release 17 -nowarn -d /tmp/jvm-classes \
+        -cp "${SPARK_JARS}/*:/opt/airflow/.deps/jars/spark-kafka/*" $(find /tmp/jvm-src -name '*.java') \
+    && jar cf /opt/airflow/.deps/jars/streamlab/streamlab-jvm.jar -C /tmp/jvm-classes . \
+    && rm -rf /tmp/jvm-src /tmp/jvm-classes

@@ -3,8 +3,8 @@
 The commit protocol (recover, plan, stage, decide, rename into place, commit, compact) lives in
 `streamlab/landing.py` and is documented in docs/landing.md; this job gives it the three things
 it needs: HDFS (Hadoop's FileSystem through the JVM), Kafka offsets (a KafkaConsumer from the
-connector's kafka-clients jar) and a Spark batch read of exactly the planned offset range,
-written as Parquet into the run's staging folder. Spark is only started when there is something
+connector's kafka-clients jar) and Spark tasks that read exactly the planned offset range and
+write it as Parquet into the run's staging folder (the project's JVM writer, jvm/src). Spark is only started when there is something
 to land: a run with nothing new costs a JVM start, a few Kafka and NameNode requests.
 
     bin/spark-submit --name kafka_to_hdfs_landing \\
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import posixpath
 import sys
@@ -34,8 +33,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 try:
     from streamlab import landing
@@ -50,42 +48,25 @@ KAFKA_DEFAULTS = {"max.partition.fetch.bytes": "16777216", "fetch.max.bytes": "6
 UNDECODABLE = "value is not valid UTF-8 (topic value_format: text)"
 
 
-# ---- transforms -----------------------------------------------------------------------------
+# ---- slices -----------------------------------------------------------------------------------
+
+# Below this many offsets a run reads one slice per Kafka partition: a task costs ~0.1 s.
+SPLIT_ABOVE_OFFSETS = 100_000
 
 
-HOUR_US = 3_600_000_000
-
-
-def with_hour_partition(df: DataFrame) -> DataFrame:
-    """`h`: hours since the epoch (UTC) of the Kafka record timestamp, rounded down. The staging
-    folders are `h=<n>`; the landing renames them to `dt=YYYY-MM-DD/hr=HH` (integer arithmetic
-    per record instead of formatting two dates)."""
-    us = F.unix_micros("timestamp")
-    return df.withColumn("h", ((us - F.pmod(us, F.lit(HOUR_US))) / F.lit(HOUR_US)).cast("long"))
-
-
-def decodable(value_format: str) -> Column:
-    """True when the raw `value` can be stored as the topic declares (null values can)."""
-    if value_format == "bytes":
-        return F.lit(True)
-    return F.coalesce(F.is_valid_utf8(F.col("value").cast("string")), F.lit(True))
-
-
-def landed_rows(df: DataFrame, value_format: str) -> DataFrame:
-    """The landed columns of the decodable records (value as a string for text topics)."""
-    value = F.col("value").cast("string") if value_format == "text" else F.col("value")
-    return df.where(F.col("_ok")).select(
-        "topic", "partition", "offset", "timestamp",
-        F.col("timestampType").alias("timestamp_type"), "key", value.alias("value"), "h",
-    )  # fmt: skip
-
-
-def quarantined_rows(df: DataFrame, reason: str = UNDECODABLE) -> DataFrame:
-    """The undecodable records, value kept as bytes, with the reason."""
-    return df.where(~F.col("_ok")).select(
-        "topic", "partition", "offset", "timestamp",
-        F.col("timestampType").alias("timestamp_type"), "key", "value", F.lit(reason).alias("reason"), "h",
-    )  # fmt: skip
+def plan_slices(start: dict[int, int], end: dict[int, int], cores: int) -> list[dict[str, int]]:
+    """Cut the planned offset ranges into one Spark task's worth each: every partition with
+    something to land gets at least one slice; large runs get about `cores` slices in all,
+    shared by the partitions in proportion to their offsets, so no core idles beside a big one."""
+    todo = {p: end[p] - start[p] for p in sorted(end) if end[p] > start[p]}
+    total = sum(todo.values())
+    slices = []
+    for p, n in todo.items():
+        pieces = max(1, round(cores * n / total)) if total > SPLIT_ABOVE_OFFSETS else 1
+        step = -(-n // pieces)
+        for lo in range(start[p], end[p], step):
+            slices.append({"partition": p, "from": lo, "until": min(lo + step, end[p])})
+    return slices
 
 
 # ---- Kafka and HDFS through the JVM ---------------------------------------------------------
@@ -223,14 +204,6 @@ class LazySpark:
         if self.session is None:
             t = time.monotonic()
             self.session = SparkSession.builder.getOrCreate()
-            conf = self.session.conf
-            conf.set("spark.sql.session.timeZone", "UTC")
-            conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-            conf.set("spark.sql.parquet.compression.codec", "snappy")
-            # Write each hour's rows as they come (offset order kept) instead of sorting a run's
-            # records by hour first; beyond 64 hours in one task Spark falls back to sorting.
-            conf.set("spark.sql.optimizer.plannedWrite.enabled", "false")
-            conf.set("spark.sql.maxConcurrentOutputFileWriters", "64")
             self.startup_s = round(time.monotonic() - t, 3)
             log.info("Spark session started in %.1f s", self.startup_s)
         return self.session
@@ -240,9 +213,11 @@ class LazySpark:
             self.session.stop()
 
 
-class SparkStagingWriter:
-    """streamlab.landing.StagingWriter: a Spark batch read of the planned offsets, written as
-    Parquet under <staging>/raw (decodable) and <staging>/quarantine (the rest)."""
+class JvmStagingWriter:
+    """streamlab.landing.StagingWriter: Spark tasks of the project's JVM writer
+    (jvm/src/main/java/streamlab/KafkaParquetStager.java) read the planned offsets with a
+    KafkaConsumer and write Parquet under <staging>/raw/h=<hour> (decodable records) and
+    <staging>/quarantine/h=<hour> (the rest, as bytes, with the reason)."""
 
     def __init__(
         self, spark: LazySpark, bootstrap: str, kafka_options: dict[str, str], accept_data_loss: bool
@@ -250,61 +225,46 @@ class SparkStagingWriter:
         self.spark, self.bootstrap = spark, bootstrap
         self.kafka_options, self.accept_data_loss = kafka_options, accept_data_loss
 
-    def kafka_range(self, plan: dict[str, Any], min_partitions: int) -> DataFrame:
-        topic = plan["topic"]
-        parts = [p for p in plan["end"] if plan["end"][p] > plan["start"][p]]
-        reader = (
-            self.spark.get()
-            .read.format("kafka")
-            .option("kafka.bootstrap.servers", self.bootstrap)
-            .option("assign", json.dumps({topic: [int(p) for p in parts]}))
-            .option("startingOffsets", json.dumps({topic: {p: plan["start"][p] for p in parts}}))
-            .option("endingOffsets", json.dumps({topic: {p: plan["end"][p] for p in parts}}))
-            .option("failOnDataLoss", "false" if self.accept_data_loss else "true")
-            .option("minPartitions", str(min_partitions))
-        )
-        for k, v in self.kafka_options.items():
-            reader = reader.option(f"kafka.{k}", v)
-        return reader.load()
-
     def write(self, plan: dict[str, Any], staging_dir: str, records_per_file: int) -> landing.WriteResult:
-        offsets = sum(plan["end"][p] - plan["start"][p] for p in plan["end"])
-        spark = self.spark.get()
-        cores = spark.sparkContext.defaultParallelism
-        # Enough Spark partitions to keep every core busy and each task near one output file.
-        min_partitions = max(1, math.ceil(offsets / records_per_file), cores if offsets > 100_000 else 1)
-        fmt = plan["value_format"]
-        observation = Observation(f"landing-{plan['topic']}-{plan['seq']}")
-        rows = with_hour_partition(self.kafka_range(plan, min_partitions)).withColumn("_ok", decodable(fmt))
-        rows = rows.observe(
-            observation,
-            F.count(F.lit(1)).alias("records"),
-            F.sum(F.when(F.col("_ok"), 0).otherwise(1)).alias("bad"),
-        )
-        self._write(landed_rows(rows, fmt), posixpath.join(staging_dir, landing.RAW), records_per_file)
-        metrics = observation.get
-        records, bad = int(metrics.get("records") or 0), int(metrics.get("bad") or 0)
-        if bad:  # rare: a second read of the same range, only for its undecodable records
-            again = with_hour_partition(self.kafka_range(plan, min_partitions)).withColumn(
-                "_ok", decodable(fmt)
-            )
-            self._write(
-                quarantined_rows(again), posixpath.join(staging_dir, landing.QUARANTINE), records_per_file
-            )
-        log.info(
-            "topic %s run %s: read %d records (%d undecodable)", plan["topic"], plan["seq"], records, bad
-        )
-        return landing.WriteResult(records=records, quarantined=bad)
+        from py4j.protocol import Py4JJavaError
 
-    @staticmethod
-    def _write(df: DataFrame, path: str, records_per_file: int) -> None:
-        # One Spark task reads one Kafka partition (or a slice of it) in offset order, so each
-        # file holds one partition's records. No sort: one open writer per hour (concurrent
-        # writers, see LazySpark); dictionary encoding off for the columns that are unique.
-        writer = df.write.option("maxRecordsPerFile", records_per_file)
-        for column in ("offset", "timestamp", "key", "value"):
-            writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
-        writer.partitionBy("h").parquet(path)
+        spark = self.spark.get()
+        start = {int(p): o for p, o in plan["start"].items()}
+        end = {int(p): o for p, o in plan["end"].items()}
+        request = {
+            "topic": plan["topic"],
+            "value_format": plan["value_format"],
+            "staging_dir": staging_dir,
+            "records_per_file": records_per_file,
+            "slices": plan_slices(start, end, spark.sparkContext.defaultParallelism),
+            "kafka": {**self.kafka_options, "bootstrap.servers": self.bootstrap},
+            "fail_on_data_loss": not self.accept_data_loss,
+            "reason": UNDECODABLE,
+            "spark_version": spark.version,
+        }
+        stager = spark._jvm.streamlab.KafkaParquetStager
+        try:
+            result = json.loads(stager.stage(spark._jsparkSession, json.dumps(request)))
+        except Py4JJavaError as e:
+            raise landing.LandingError(f"staging {plan['topic']} failed: {_root_cause(e)}") from None
+        if result.get("skipped_offsets"):
+            log.warning("topic %s: %d offsets deleted by Kafka were skipped (accept_data_loss)",
+                        plan["topic"], result["skipped_offsets"])  # fmt: skip
+        log.info(
+            "topic %s run %s: read %d records in %d slices (%d undecodable)",
+            plan["topic"], plan["seq"], result["records"], len(request["slices"]), result["quarantined"],
+        )  # fmt: skip
+        return landing.WriteResult(records=result["records"], quarantined=result["quarantined"])
+
+
+def _root_cause(e: Exception) -> str:
+    """The innermost Java exception's class and message (a task's error, not py4j's trace)."""
+    je = getattr(e, "java_exception", None)
+    if je is None:
+        return str(e)
+    while je.getCause() is not None and je.getCause() is not je:
+        je = je.getCause()
+    return f"{je.getClass().getName()}: {je.getMessage()}"
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -443,7 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for name, fmt in args.topic:
             paths = landing.TopicPaths(name, args.raw_root, args.quarantine_root)
-            writer = SparkStagingWriter(spark, args.bootstrap_servers, kafka_options, args.accept_data_loss)
+            writer = JvmStagingWriter(spark, args.bootstrap_servers, kafka_options, args.accept_data_loss)
             try:
                 reports.append(landing.land_topic(fs, paths, offsets, writer, opts, args.run_id, fmt))
             except Exception as e:  # report it, land the other topics, fail at the end

@@ -1,4 +1,6 @@
-"""Resolve the JVM side (Kafka, Hadoop, Spark's Kafka connector) from Maven into `.deps/jars/`.
+"""Resolve the JVM side (Kafka, Hadoop, Spark's Kafka connector) from Maven into `.deps/jars/`,
+and compile the project's own Java (jvm/src: the landing's Parquet writer) into
+`.deps/jars/streamlab/streamlab-jvm.jar` against the pinned pyspark's jars.
 
     python -m streamlab.deps
 
@@ -18,10 +20,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
+from pathlib import Path
 
 from streamlab.config import REPO, StackConfig
 
 GROUPS = ("kafka", "hadoop", "spark-kafka")
+JAVA_SOURCES = REPO / "jvm" / "src" / "main" / "java"
+PROJECT_JAR = "streamlab-jvm.jar"
 
 
 def pinned_spark_version() -> str:
@@ -64,7 +71,9 @@ def ensure(cfg: StackConfig) -> None:
         if proc.returncode != 0:
             out = proc.stdout + proc.stderr
             hint = ""
-            if re.search(r"Could not (transfer|resolve)|UnknownHost|Connection refused|timed out|Connect to", out):
+            if re.search(
+                r"Could not (transfer|resolve)|UnknownHost|Connection refused|timed out|Connect to", out
+            ):
                 hint = (
                     "\nMaven could not reach its repository. Check the network, a proxy, or a "
                     "mirror in ~/.m2/settings.xml, then run `make up` again."
@@ -78,6 +87,58 @@ def ensure(cfg: StackConfig) -> None:
         print(f"[streamlab]   {len(list(target.glob('*.jar')))} jars", flush=True)
 
 
+def javac_binary() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    javac = os.path.join(java_home, "bin", "javac") if java_home else shutil.which("javac")
+    if not javac or not os.access(javac, os.X_OK):
+        raise SystemExit(
+            "A JDK is needed to compile jvm/src (no `javac`"
+            + (f" in JAVA_HOME={java_home}" if java_home else " on PATH")
+            + "; a JRE is not enough). Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`."
+        )
+    return javac
+
+
+def pyspark_jars() -> str:
+    import pyspark  # the venv's, pinned in requirements.txt
+
+    return os.path.join(os.path.dirname(pyspark.__file__), "jars")
+
+
+def build_project_jar(cfg: StackConfig) -> None:
+    """javac + zip of jvm/src, rebuilt when a source or the Spark pin changes."""
+    spark_version = pinned_spark_version()
+    sources = sorted(JAVA_SOURCES.rglob("*.java"))
+    digest = hashlib.sha256(spark_version.encode())
+    for src in sources:
+        digest.update(str(src.relative_to(JAVA_SOURCES)).encode() + src.read_bytes())
+    target = cfg.jars("streamlab")
+    stamp_file = target / ".stamp"
+    if stamp_file.exists() and stamp_file.read_text() == digest.hexdigest():
+        return
+    print(f"[streamlab] compiling jvm/src into {target / PROJECT_JAR}", flush=True)
+    classes = Path(tempfile.mkdtemp(prefix="streamlab-javac-"))
+    try:
+        classpath = os.pathsep.join([os.path.join(pyspark_jars(), "*"), str(cfg.jars("spark-kafka") / "*")])
+        cmd = [javac_binary(), "--release", "17", "-nowarn", "-Xlint:none", "-d", str(classes),
+               "-cp", classpath, *map(str, sources)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"[streamlab] javac failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = target / (PROJECT_JAR + ".partial")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as jar:
+            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: streamlab.deps\n")
+            for f in sorted(classes.rglob("*.class")):
+                jar.write(f, str(f.relative_to(classes)))
+        tmp.replace(target / PROJECT_JAR)  # atomic: a half-written jar is never on a classpath
+        stamp_file.write_text(digest.hexdigest())
+    finally:
+        shutil.rmtree(classes, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    ensure(StackConfig.load())
+    cfg = StackConfig.load()
+    ensure(cfg)
+    build_project_jar(cfg)
     sys.exit(0)

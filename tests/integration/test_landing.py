@@ -266,7 +266,7 @@ def test_fault_loop_with_sigkill_lands_every_record_exactly_once(stack, new_topi
         produced |= produce(stack, topic, random_values(rng, rng.randint(200, 1500), 0.02), partitions=3)
         # odd runs are killed: at a random time, or just after Spark finished writing the staging
         # (during the footers, the decision, the renames or the commit)
-        kill_after = rng.uniform(4, 40) if i % 4 == 1 else None
+        kill_after = rng.uniform(3, 14) if i % 4 == 1 else None
         kill_on = ("undecodable)", rng.uniform(0, 1.0)) if i % 4 == 3 else None
         rc, report, out = land(stack, topic, f"{topic}-{i}", kill_after=kill_after, kill_on=kill_on)
         if rc is None:
@@ -450,7 +450,7 @@ def test_airflow_triggered_landings_one_killed_half_way(stack, new_topic, webhdf
             while not (pids := _spark_submit_pids(run_id)) and time.time() < deadline:
                 time.sleep(1)
             assert pids, "the landing job did not start"
-            time.sleep(rng.uniform(8, 15))
+            time.sleep(rng.uniform(4, 7))  # the job takes ~10 s: JVM, Spark start, staging
             for pid in _spark_submit_pids(run_id):
                 os.kill(pid, signal.SIGKILL)
         assert af.wait_for_run("kafka_to_hdfs_landing", run_id, timeout=900) == "success"

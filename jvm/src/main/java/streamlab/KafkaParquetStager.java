@@ -1,0 +1,484 @@
+package streamlab;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetOutOfRangeException;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.parquet.hadoop.ParquetFileWriter;
+import org.apache.parquet.hadoop.ParquetWriter;
+import org.apache.parquet.hadoop.api.WriteSupport;
+import org.apache.parquet.hadoop.metadata.CompressionCodecName;
+import org.apache.parquet.hadoop.util.HadoopOutputFile;
+import org.apache.parquet.io.OutputFile;
+import org.apache.parquet.io.api.Binary;
+import org.apache.parquet.io.api.RecordConsumer;
+import org.apache.parquet.schema.LogicalTypeAnnotation;
+import org.apache.parquet.schema.MessageType;
+import org.apache.parquet.schema.PrimitiveType.PrimitiveTypeName;
+import org.apache.parquet.schema.Types;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.deploy.SparkHadoopUtil;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * The landing's staging writer: reads planned Kafka offset ranges and writes them as Parquet into
+ * a landing run's staging folder, one Spark task per slice of a partition. The commit protocol
+ * (streamlab/landing.py) does the rest: footers, manifest, renames, commit.
+ *
+ * <p>Why not Spark's Kafka source and DataFrame writer: for this fixed shape (seven columns, split
+ * by hour) they spend about twice the CPU per record (row conversion, generic expressions and
+ * writers), measured in docs/landing.md. The files are the same: the same Parquet schema and the
+ * same Spark footer metadata as `df.write.parquet` of the Kafka source's columns, so Spark,
+ * pyarrow and the compaction (which merges footers of identical schemas) see no difference.
+ *
+ * <p>Layout: {@code <staging>/raw/h=<hours since epoch>/part-<partition>-<first>-<n>.parquet}
+ * (decodable records) and {@code <staging>/quarantine/h=<n>/...} (values that are not valid
+ * UTF-8 in a text topic, kept as bytes with a reason). A file is written under a hidden name and
+ * renamed when complete; a retried task rewrites the same names (same input, same output).
+ */
+public final class KafkaParquetStager {
+  static final String RAW = "raw";
+  static final String QUARANTINE = "quarantine";
+  static final long HOUR_MS = 3_600_000L;
+
+  private KafkaParquetStager() {}
+
+  /**
+   * Entry point from the Python driver (py4j). {@code requestJson}: topic, value_format,
+   * staging_dir, records_per_file, slices [{partition, from, until}], kafka {consumer config},
+   * fail_on_data_loss, poll_timeout_ms, reason, spark_version. Returns JSON: records, quarantined,
+   * files, skipped_offsets (deleted by Kafka, only when data loss is accepted), per slice details.
+   */
+  public static String stage(SparkSession spark, String requestJson) throws IOException {
+    ObjectMapper mapper = new ObjectMapper();
+    JsonNode request = mapper.readTree(requestJson);
+    List<String> tasks = new ArrayList<>();
+    for (JsonNode slice : request.get("slices")) {
+      ObjectNode task = ((ObjectNode) request.deepCopy()).without("slices");
+      task.set("slice", slice);
+      tasks.add(mapper.writeValueAsString(task));
+    }
+    if (tasks.isEmpty()) {
+      return mapper.writeValueAsString(mapper.createObjectNode().put("records", 0).put("quarantined", 0));
+    }
+    JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+    jsc.setJobDescription("land " + request.get("topic").asText() + " into " + request.get("staging_dir").asText());
+    List<String> results = jsc.parallelize(tasks, tasks.size()).map(KafkaParquetStager::stageSlice).collect();
+    long records = 0, quarantined = 0, files = 0, skipped = 0;
+    ArrayNode slices = mapper.createArrayNode();
+    for (String r : results) {
+      JsonNode n = mapper.readTree(r);
+      records += n.get("records").asLong();
+      quarantined += n.get("quarantined").asLong();
+      files += n.get("files").asLong();
+      skipped += n.get("skipped_offsets").asLong();
+      slices.add(n);
+    }
+    ObjectNode out = mapper.createObjectNode();
+    out.put("records", records).put("quarantined", quarantined).put("files", files).put("skipped_offsets", skipped);
+    out.set("slices", slices);
+    return mapper.writeValueAsString(out);
+  }
+
+  /** One Spark task: offsets [from, until) of one partition into Parquet files. */
+  static String stageSlice(String taskJson) throws Exception {
+    ObjectMapper mapper = new ObjectMapper();
+    JsonNode task = mapper.readTree(taskJson);
+    JsonNode slice = task.get("slice");
+    String topic = task.get("topic").asText();
+    int partition = slice.get("partition").asInt();
+    long from = slice.get("from").asLong();
+    long until = slice.get("until").asLong();
+    boolean text = "text".equals(task.get("value_format").asText());
+    boolean failOnDataLoss = task.get("fail_on_data_loss").asBoolean(true);
+    long pollTimeoutMs = task.path("poll_timeout_ms").asLong(120_000L);
+
+    Configuration conf = SparkHadoopUtil.get().newConfiguration(SparkEnv.get().conf());
+    Path staging = new Path(task.get("staging_dir").asText());
+    FileSystem fs = staging.getFileSystem(conf);
+    Files files = new Files(fs, conf, staging, topic, partition, from, task.get("records_per_file").asLong(),
+        task.path("reason").asText("undecodable"), task.path("spark_version").asText(""));
+
+    Properties props = new Properties();
+    task.get("kafka").properties().forEach(e -> props.setProperty(e.getKey(), e.getValue().asText()));
+    props.setProperty("key.deserializer", ByteArrayDeserializer.class.getName());
+    props.setProperty("value.deserializer", ByteArrayDeserializer.class.getName());
+    props.setProperty("enable.auto.commit", "false");
+    props.setProperty("auto.offset.reset", "none"); // a deleted offset is an error, never a jump
+    props.setProperty("client.id", "streamlab-landing-" + topic + "-" + partition + "-" + from);
+    TopicPartition tp = new TopicPartition(topic, partition);
+    long records = 0, quarantined = 0, skipped = 0;
+    try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+      consumer.assign(List.of(tp));
+      consumer.seek(tp, from);
+      long next = from;
+      long lastProgress = System.currentTimeMillis();
+      while (next < until) {
+        ConsumerRecords<byte[], byte[]> batch;
+        try {
+          batch = consumer.poll(Duration.ofMillis(500));
+        } catch (OffsetOutOfRangeException e) {
+          long earliest = consumer.beginningOffsets(List.of(tp)).get(tp);
+          if (failOnDataLoss || earliest <= next) {
+            throw new IllegalStateException(String.format(
+                "Kafka no longer has offsets %d..%d of %s (earliest now %d): deleted by retention before "
+                    + "they were landed. Run again with accept_data_loss to skip them.",
+                next, Math.min(earliest, until) - 1, tp, earliest), e);
+          }
+          skipped += Math.min(earliest, until) - next;
+          next = Math.min(earliest, until);
+          consumer.seek(tp, next);
+          continue;
+        }
+        for (ConsumerRecord<byte[], byte[]> r : batch.records(tp)) {
+          long offset = r.offset();
+          if (offset >= until) {
+            next = until;
+            break;
+          }
+          if (offset < next) {
+            continue;
+          }
+          byte[] value = r.value();
+          if (!text || value == null || Utf8.isValid(value)) {
+            files.write(false, r);
+          } else {
+            files.write(true, r);
+            quarantined++;
+          }
+          records++;
+          next = offset + 1;
+        }
+        if (!batch.isEmpty()) {
+          lastProgress = System.currentTimeMillis();
+        }
+        // Offsets without a record (compaction, transaction markers) move the position only.
+        if (next < until && consumer.position(tp) >= until) {
+          next = until;
+        }
+        if (next < until && System.currentTimeMillis() - lastProgress > pollTimeoutMs) {
+          throw new IllegalStateException(String.format(
+              "no record from Kafka for %s at offset %d (planned until %d) in %d ms", tp, next, until, pollTimeoutMs));
+        }
+      }
+    } catch (Exception e) {
+      files.abort();
+      throw e;
+    }
+    int fileCount = files.closeAll();
+    ObjectNode out = mapper.createObjectNode();
+    out.put("partition", partition).put("from", from).put("until", until).put("records", records)
+        .put("quarantined", quarantined).put("files", fileCount).put("skipped_offsets", skipped);
+    return mapper.writeValueAsString(out);
+  }
+
+  /** The open Parquet files of one slice, one per (kind, hour), rolled every recordsPerFile. */
+  public static final class Files {
+    private final FileSystem fs;
+    private final Configuration conf;
+    private final Path staging;
+    private final String topic;
+    private final int partition;
+    private final long from;
+    private final long recordsPerFile;
+    private final String reason;
+    private final String sparkVersion;
+    private final Map<Long, Open> raw = new HashMap<>();
+    private final Map<Long, Open> bad = new HashMap<>();
+    private int created;
+    private int closed;
+
+    public Files(FileSystem fs, Configuration conf, Path staging, String topic, int partition, long from,
+        long recordsPerFile, String reason, String sparkVersion) {
+      this.fs = fs;
+      this.conf = conf;
+      this.staging = staging;
+      this.topic = topic;
+      this.partition = partition;
+      this.from = from;
+      this.recordsPerFile = Math.max(1, recordsPerFile);
+      this.reason = reason;
+      this.sparkVersion = sparkVersion;
+    }
+
+    public void write(boolean quarantine, ConsumerRecord<byte[], byte[]> r) throws IOException {
+      long hour = Math.floorDiv(r.timestamp(), HOUR_MS);
+      Map<Long, Open> open = quarantine ? bad : raw;
+      Open f = open.get(hour);
+      if (f == null) {
+        f = open(quarantine, hour);
+        open.put(hour, f);
+      }
+      f.writer.write(r);
+      if (++f.records >= recordsPerFile) {
+        f.close();
+        closed++;
+        open.remove(hour);
+      }
+    }
+
+    private Open open(boolean quarantine, long hour) throws IOException {
+      Path dir = new Path(new Path(staging, quarantine ? QUARANTINE : RAW), "h=" + hour);
+      String name = String.format("part-%d-%d-%05d.parquet", partition, from, created++);
+      Path tmp = new Path(dir, "." + name + ".inprogress");
+      Path done = new Path(dir, name);
+      OutputFile out = HadoopOutputFile.fromPath(tmp, conf);
+      ParquetWriter<ConsumerRecord<byte[], byte[]>> writer = new Builder(out, new RecordWriteSupport(
+              topic, quarantine ? reason : null, sparkVersion))
+          .withConf(conf)
+          .withWriteMode(ParquetFileWriter.Mode.OVERWRITE)
+          .withCompressionCodec(CompressionCodecName.SNAPPY)
+          // Offsets, timestamps, keys and values are (nearly) unique: a dictionary only costs.
+          .withDictionaryEncoding(false)
+          .withDictionaryEncoding("topic", true)
+          .withDictionaryEncoding("partition", true)
+          .withDictionaryEncoding("timestamp_type", true)
+          .withDictionaryEncoding("reason", true)
+          // Min/max of keys and values serve no reader (no one filters files by value) and cost a
+          // comparison of every payload; offsets and timestamps keep theirs (the footer is the index).
+          .withStatisticsEnabled("key", false)
+          .withStatisticsEnabled("value", false)
+          .withSizeStatisticsEnabled(false)
+          .build();
+      return new Open(writer, tmp, done);
+    }
+
+    public int closeAll() throws IOException {
+      for (Map<Long, Open> open : List.of(raw, bad)) {
+        for (Open f : open.values()) {
+          f.close();
+          closed++;
+        }
+        open.clear();
+      }
+      return closed;
+    }
+
+    void abort() {
+      for (Map<Long, Open> open : List.of(raw, bad)) {
+        for (Open f : open.values()) {
+          try {
+            f.writer.close();
+          } catch (Exception ignored) {
+            // the task fails anyway; the landing run's staging is discarded by its recovery
+          }
+        }
+      }
+    }
+
+    final class Open {
+      final ParquetWriter<ConsumerRecord<byte[], byte[]>> writer;
+      final Path tmp;
+      final Path done;
+      long records;
+
+      Open(ParquetWriter<ConsumerRecord<byte[], byte[]>> writer, Path tmp, Path done) {
+        this.writer = writer;
+        this.tmp = tmp;
+        this.done = done;
+      }
+
+      void close() throws IOException {
+        writer.close();
+        fs.delete(done, false); // a retried task: same records, same name
+        if (!fs.rename(tmp, done)) {
+          throw new IOException("cannot rename " + tmp + " to " + done);
+        }
+      }
+    }
+  }
+
+  static final class Builder extends ParquetWriter.Builder<ConsumerRecord<byte[], byte[]>, Builder> {
+    private final RecordWriteSupport support;
+
+    Builder(OutputFile file, RecordWriteSupport support) {
+      super(file);
+      this.support = support;
+    }
+
+    @Override
+    protected Builder self() {
+      return this;
+    }
+
+    @Override
+    @SuppressWarnings("deprecation") // the Hadoop-Configuration variant: we run on Hadoop anyway
+    protected WriteSupport<ConsumerRecord<byte[], byte[]>> getWriteSupport(Configuration conf) {
+      return support;
+    }
+  }
+
+  /**
+   * Kafka record -> the columns Spark writes for the Kafka source's row (all nullable), with
+   * `value` as a string in raw files, as bytes plus a non-null `reason` in quarantine files.
+   */
+  static final class RecordWriteSupport extends WriteSupport<ConsumerRecord<byte[], byte[]>> {
+    private final Binary topic;
+    private final Binary reason;
+    private final MessageType schema;
+    private final Map<String, String> footer = new HashMap<>();
+    private RecordConsumer out;
+
+    RecordWriteSupport(String topic, String reason, String sparkVersion) {
+      this.topic = Binary.fromString(topic);
+      this.reason = reason == null ? null : Binary.fromString(reason);
+      this.schema = schema(reason != null);
+      StructType row = new StructType()
+          .add("topic", DataTypes.StringType, true)
+          .add("partition", DataTypes.IntegerType, true)
+          .add("offset", DataTypes.LongType, true)
+          .add("timestamp", DataTypes.TimestampType, true)
+          .add("timestamp_type", DataTypes.IntegerType, true)
+          .add("key", DataTypes.BinaryType, true)
+          .add("value", reason == null ? DataTypes.StringType : DataTypes.BinaryType, true);
+      if (reason != null) {
+        row = row.add("reason", DataTypes.StringType, false);
+      }
+      footer.put("org.apache.spark.sql.parquet.row.metadata", row.json());
+      if (!sparkVersion.isEmpty()) {
+        footer.put("org.apache.spark.version", sparkVersion);
+      }
+    }
+
+    static MessageType schema(boolean quarantine) {
+      Types.MessageTypeBuilder b = Types.buildMessage();
+      b.optional(PrimitiveTypeName.BINARY).as(LogicalTypeAnnotation.stringType()).named("topic");
+      b.optional(PrimitiveTypeName.INT32).named("partition");
+      b.optional(PrimitiveTypeName.INT64).named("offset");
+      b.optional(PrimitiveTypeName.INT64)
+          .as(LogicalTypeAnnotation.timestampType(true, LogicalTypeAnnotation.TimeUnit.MICROS))
+          .named("timestamp");
+      b.optional(PrimitiveTypeName.INT32).named("timestamp_type");
+      b.optional(PrimitiveTypeName.BINARY).named("key");
+      if (quarantine) {
+        b.optional(PrimitiveTypeName.BINARY).named("value");
+        b.required(PrimitiveTypeName.BINARY).as(LogicalTypeAnnotation.stringType()).named("reason");
+      } else {
+        b.optional(PrimitiveTypeName.BINARY).as(LogicalTypeAnnotation.stringType()).named("value");
+      }
+      return b.named("spark_schema");
+    }
+
+    @Override
+    @SuppressWarnings("deprecation")
+    public WriteContext init(Configuration configuration) {
+      return new WriteContext(schema, footer);
+    }
+
+    @Override
+    public void prepareForWrite(RecordConsumer recordConsumer) {
+      out = recordConsumer;
+    }
+
+    @Override
+    public void write(ConsumerRecord<byte[], byte[]> r) {
+      out.startMessage();
+      out.startField("topic", 0);
+      out.addBinary(topic);
+      out.endField("topic", 0);
+      out.startField("partition", 1);
+      out.addInteger(r.partition());
+      out.endField("partition", 1);
+      out.startField("offset", 2);
+      out.addLong(r.offset());
+      out.endField("offset", 2);
+      out.startField("timestamp", 3);
+      out.addLong(r.timestamp() * 1000L);
+      out.endField("timestamp", 3);
+      out.startField("timestamp_type", 4);
+      out.addInteger(r.timestampType().id);
+      out.endField("timestamp_type", 4);
+      byte[] key = r.key();
+      if (key != null) {
+        out.startField("key", 5);
+        out.addBinary(Binary.fromConstantByteArray(key));
+        out.endField("key", 5);
+      }
+      byte[] value = r.value();
+      if (value != null) {
+        out.startField("value", 6);
+        out.addBinary(Binary.fromConstantByteArray(value));
+        out.endField("value", 6);
+      }
+      if (reason != null) {
+        out.startField("reason", 7);
+        out.addBinary(reason);
+        out.endField("reason", 7);
+      }
+      out.endMessage();
+    }
+  }
+
+  /** Strict UTF-8, as Python's bytes.decode(): no overlong forms, no surrogates, <= U+10FFFF. */
+  public static final class Utf8 {
+    private Utf8() {}
+
+    public static boolean isValid(byte[] b) {
+      int i = 0;
+      int n = b.length;
+      while (i < n) {
+        int c = b[i];
+        if (c >= 0) {
+          i++;
+          continue;
+        }
+        c &= 0xff;
+        if (c < 0xC2) {
+          return false; // a continuation byte first, or an overlong 2-byte form
+        }
+        if (c < 0xE0) {
+          if (i + 1 >= n || (b[i + 1] & 0xC0) != 0x80) {
+            return false;
+          }
+          i += 2;
+        } else if (c < 0xF0) {
+          if (i + 2 >= n) {
+            return false;
+          }
+          int c1 = b[i + 1] & 0xff;
+          if ((c1 & 0xC0) != 0x80 || (b[i + 2] & 0xC0) != 0x80) {
+            return false;
+          }
+          if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0)) {
+            return false; // overlong, or a UTF-16 surrogate
+          }
+          i += 3;
+        } else if (c < 0xF5) {
+          if (i + 3 >= n) {
+            return false;
+          }
+          int c1 = b[i + 1] & 0xff;
+          if ((c1 & 0xC0) != 0x80 || (b[i + 2] & 0xC0) != 0x80 || (b[i + 3] & 0xC0) != 0x80) {
+            return false;
+          }
+          if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90)) {
+            return false; // overlong, or above U+10FFFF
+          }
+          i += 4;
+        } else {
+          return false;
+        }
+      }
+      return true;
+    }
+  }
+}
