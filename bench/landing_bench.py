@@ -6,14 +6,14 @@ Against the running stack (`make up`); everything it creates (a topic, HDFS fold
 /bench/<id>/) is deleted at the end unless --keep. In one run, on the same topic:
 
 1. produce --records records of about --record-bytes bytes (distinct UTF-8 text values);
-2. ConsumerPerformance (`org.apache.kafka.tools.ConsumerPerformance`, one consumer, the physical
-   read limit here) reading 1 record, then all of them: rate = records / (wall(all) - wall(1)),
-   next to the tool's own fetch.nMsg.sec (which excludes its group join);
-3. the landing job (spark-submit, the same command as the DAG) on a 1-record topic, then on the
-   big topic: rate = records / (wall(big) - wall(1 record)); also records / the job's own
-   read+write phase (`timings_s.write`: Spark reading Kafka and writing Parquet, session start
-   excluded);
-4. a no-op landing (nothing new): wall time of spark-submit, and with --airflow the same through
+2. --repeat rounds (default 3) of:
+   ConsumerPerformance (`org.apache.kafka.tools.ConsumerPerformance`, one consumer, the physical
+   read limit here) reading 1 record, then all of them: rate = records / (wall(all) - wall(1));
+   then the landing job (spark-submit, the same command as the DAG) on a 1-record topic, then on
+   the big topic, into a fresh root each round (so everything is landed again):
+   rate = records / (wall(big) - wall(1 record)), the fixed start-up cost cancelled out;
+   reported: each round, the medians and the ratio of the medians;
+3. a no-op landing (nothing new): wall time of spark-submit, and with --airflow the same through
    the DAG: from the start of task `land` to the end of task `report`.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -166,6 +167,7 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=5_000_000)
     ap.add_argument("--record-bytes", type=int, default=100)
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of ConsumerPerformance + landing")
     ap.add_argument("--airflow", action="store_true", help="also time a no-op run through the DAG")
     ap.add_argument("--keep", action="store_true", help="keep the topics and HDFS folders")
     ap.add_argument("--landing-arg", action="append", default=[], help="extra argument for the landing job")
@@ -186,40 +188,50 @@ def main() -> int:
         out["produce_s"] = round(produce(cfg, big, args.records, args.record_bytes, args.partitions), 1)
         produce(cfg, tiny, 1, args.record_bytes, 1)
 
-        print("ConsumerPerformance ...", flush=True)
-        cp1, _ = consumer_perf(cfg, big, 1)
-        cpn, stats = consumer_perf(cfg, big, args.records)
-        out["consumer_perf"] = {
-            "wall_1_s": round(cp1, 2),
-            "wall_all_s": round(cpn, 2),
-            "records_per_s_excl_startup": round(args.records / (cpn - cp1)),
-            "tool_fetch_nmsg_per_s": float(stats.get("fetch.nMsg.sec", "nan")),
-            "tool_mb_per_s": float(stats.get("fetch.MB.sec", "nan")),
-        }
-
-        print("landing: 1 record, then everything, then nothing new ...", flush=True)
-        w1, r1 = landing(cfg, tiny, root, f"bench-{bench_id}-tiny", args.landing_arg)
-        wn, rn = landing(cfg, big, root, f"bench-{bench_id}-big", args.landing_arg)
-        w0, r0 = landing(cfg, big, root, f"bench-{bench_id}-noop", args.landing_arg)
-        t = rn["topics"][0]
-        assert t["totals"]["records"] == args.records, t["totals"]
-        out["landing"] = {
-            "wall_1_record_s": round(w1, 2),
-            "wall_all_s": round(wn, 2),
-            "records_per_s_excl_startup": round(args.records / (wn - w1)),
-            "spark_read_write_s": t["timings_s"].get("write"),
-            "records_per_s_read_write_phase": round(args.records / t["timings_s"]["write"]),
-            "timings_s": t["timings_s"],
-            "spark_startup_s": rn.get("spark_startup_s"),
-            "files": t["totals"]["files"],
-            "parquet_bytes": t["totals"]["bytes"],
-            "noop_wall_s": round(w0, 2),
-            "noop_in_job_s": r0["topics"][0]["seconds"],
-        }
-        out["ratio_landing_to_consumer_perf"] = round(
-            out["landing"]["records_per_s_excl_startup"] / out["consumer_perf"]["records_per_s_excl_startup"],
-            3,
+        # Alternating rounds, medians reported: one pair of runs moves by +-30 % on a shared
+        # 2-core machine (the broker, the DataNode and Airflow run beside it).
+        rounds = []
+        for k in range(args.repeat):
+            print(
+                f"round {k + 1}/{args.repeat}: ConsumerPerformance, then landing 1 record and all", flush=True
+            )
+            cp1, _ = consumer_perf(cfg, big, 1)
+            cpn, stats = consumer_perf(cfg, big, args.records)
+            w1, _ = landing(cfg, tiny, f"{root}/{k}", f"bench-{bench_id}-{k}-tiny", args.landing_arg)
+            wn, rn = landing(cfg, big, f"{root}/{k}", f"bench-{bench_id}-{k}-big", args.landing_arg)
+            t = rn["topics"][0]
+            assert t["totals"]["records"] == args.records, t["totals"]
+            cp_rate, land_rate = args.records / (cpn - cp1), args.records / (wn - w1)
+            rounds.append(
+                {
+                    "consumer_perf_wall_1_s": round(cp1, 2),
+                    "consumer_perf_wall_all_s": round(cpn, 2),
+                    "consumer_perf_records_per_s": round(cp_rate),
+                    "tool_fetch_nmsg_per_s": float(stats.get("fetch.nMsg.sec", "nan")),
+                    "landing_wall_1_record_s": round(w1, 2),
+                    "landing_wall_all_s": round(wn, 2),
+                    "landing_records_per_s": round(land_rate),
+                    "ratio": round(land_rate / cp_rate, 3),
+                    "timings_s": t["timings_s"],
+                    "spark_startup_s": rn.get("spark_startup_s"),
+                    "files": t["totals"]["files"],
+                    "parquet_bytes": t["totals"]["bytes"],
+                }
+            )
+            print(f"  {json.dumps(rounds[-1])}", flush=True)
+        w0, r0 = landing(cfg, big, f"{root}/0", f"bench-{bench_id}-noop", args.landing_arg)
+        out["rounds"] = rounds
+        out["consumer_perf_records_per_s_median"] = round(
+            statistics.median(r["consumer_perf_records_per_s"] for r in rounds)
         )
+        out["landing_records_per_s_median"] = round(
+            statistics.median(r["landing_records_per_s"] for r in rounds)
+        )
+        out["ratio_of_medians"] = round(
+            out["landing_records_per_s_median"] / out["consumer_perf_records_per_s_median"], 3
+        )
+        out["ratios"] = [r["ratio"] for r in rounds]
+        out["noop"] = {"wall_s": round(w0, 2), "in_job_s": r0["topics"][0]["seconds"]}
         if args.airflow:
             print("no-op run through Airflow ...", flush=True)
             landing(
@@ -240,14 +252,11 @@ def main() -> int:
     load = os.getloadavg()
     out["load_average"] = [round(x, 2) for x in load]
     print(json.dumps(out, indent=2))
-    cp, ld = out["consumer_perf"], out["landing"]
     print(
-        f"\nConsumerPerformance: {cp['records_per_s_excl_startup']:,} records/s "
-        f"(tool's fetch rate {cp['tool_fetch_nmsg_per_s']:,.0f}/s)\n"
-        f"Landing:             {ld['records_per_s_excl_startup']:,} records/s excluding start-up "
-        f"({ld['records_per_s_read_write_phase']:,}/s in the Spark read+write phase), "
-        f"ratio {out['ratio_landing_to_consumer_perf']}\n"
-        f"No-op landing:       {ld['noop_wall_s']} s spark-submit wall"
+        f"\nConsumerPerformance: {out['consumer_perf_records_per_s_median']:,} records/s (median of {args.repeat})\n"
+        f"Landing:             {out['landing_records_per_s_median']:,} records/s excluding start-up (median)\n"
+        f"Ratio of medians:    {out['ratio_of_medians']} (rounds: {out['ratios']})\n"
+        f"No-op landing:       {out['noop']['wall_s']} s spark-submit wall"
         + (
             f", {out['airflow_noop']['land_start_to_report_end_s']} s Airflow land start -> report end"
             if args.airflow
