@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -15,6 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+# py4j logs "Closing down clientserver connection" from a finalizer at interpreter exit, after
+# pytest closed its streams ("--- Logging error ---" noise at the end of a run).
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,6 +5,10 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -253,10 +257,13 @@ public final class KafkaParquetStager {
           .withDictionaryEncoding("partition", true)
           .withDictionaryEncoding("timestamp_type", true)
           .withDictionaryEncoding("reason", true)
-          // Min/max of keys and values serve no reader (no one filters files by value) and cost a
-          // comparison of every payload; offsets and timestamps keep theirs (the footer is the index).
+          // Min/max of the byte columns serve no reader (a folder is one topic; no one filters files
+          // by value) and cost comparisons per record; offsets and timestamps keep theirs (the
+          // footer is the landing's index).
+          .withStatisticsEnabled("topic", false)
           .withStatisticsEnabled("key", false)
           .withStatisticsEnabled("value", false)
+          .withStatisticsEnabled("reason", false)
           .withSizeStatisticsEnabled(false)
           .build();
       return new Open(writer, tmp, done);
@@ -339,8 +346,9 @@ public final class KafkaParquetStager {
     private RecordConsumer out;
 
     RecordWriteSupport(String topic, String reason, String sparkVersion) {
-      this.topic = Binary.fromString(topic);
-      this.reason = reason == null ? null : Binary.fromString(reason);
+      // Array-backed (fromString is ByteBuffer-backed): hashed by the dictionary for every record.
+      this.topic = Binary.fromConstantByteArray(topic.getBytes(StandardCharsets.UTF_8));
+      this.reason = reason == null ? null : Binary.fromConstantByteArray(reason.getBytes(StandardCharsets.UTF_8));
       this.schema = schema(reason != null);
       StructType row = new StructType()
           .add("topic", DataTypes.StringType, true)
@@ -430,12 +438,23 @@ public final class KafkaParquetStager {
 
   /** Strict UTF-8, as Python's bytes.decode(): no overlong forms, no surrogates, <= U+10FFFF. */
   public static final class Utf8 {
+    private static final VarHandle LONGS =
+        MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+
     private Utf8() {}
 
     public static boolean isValid(byte[] b) {
       int i = 0;
       int n = b.length;
       while (i < n) {
+        // Text is mostly ASCII: 8 bytes at a time while no byte has its high bit set (this check
+        // was 14 % of the landing's CPU byte by byte).
+        while (i + 8 <= n && ((long) LONGS.get(b, i) & 0x8080808080808080L) == 0) {
+          i += 8;
+        }
+        if (i >= n) {
+          break;
+        }
         int c = b[i];
         if (c >= 0) {
           i++;
