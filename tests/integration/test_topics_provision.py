@@ -214,8 +214,24 @@ def test_dag_applies_the_file_through_the_kafka_connection(stack, admin, names, 
     path.write_text(f"topics:\n  - {{name: {a}, partitions: 2, replication_factor: 1}}\n")
     env = stack.env()
     env["STREAMLAB_TOPICS_FILE"] = str(path)
-    cmd = [str(Path(sys.executable).parent / "airflow"), "dags", "test", "kafka_topics_provision"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    dag_id = "kafka_topics_provision"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [airflow, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+        )
+
+    # The stack's scheduler shares this metadata DB: with the DAG unpaused it may take the task
+    # instance `dags test` just queued and run it itself (without our topics file), and `dags
+    # test` then fails with "TI was not in a state where it could be marked as running". A
+    # paused DAG is left alone by the scheduler, and `dags test` runs it regardless.
+    paused = cli("dags", "pause", dag_id)
+    assert paused.returncode == 0, paused.stderr[-3000:]
+    try:
+        proc = cli("dags", "test", dag_id)
+    finally:
+        cli("dags", "unpause", dag_id)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     assert "1 change(s) applied" in output, output[-5000:]
