@@ -179,6 +179,44 @@ def test_files_are_split_by_hour_and_size_and_have_sparks_schema(spark, tmp_path
         assert b"org.apache.spark.sql.parquet.row.metadata" in meta
 
 
+def test_a_file_past_the_row_group_size_is_cut_into_row_groups_and_keeps_every_record(spark, tmp_path):
+    """The writer drives parquet-mr's column writers itself: row groups are its own bookkeeping."""
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    path = tmp_path / "big.parquet"
+    out = jvm.org.apache.parquet.hadoop.util.HadoopOutputFile.fromPath(
+        jvm.org.apache.hadoop.fs.Path(path.as_uri()), conf
+    )
+    writer = getattr(jvm.streamlab, "KafkaParquetStager$RecordFileWriter")(
+        out, conf, "t", None, spark.version, 16 * 1024  # 16 KiB row groups: about 1000 records each
+    )
+    n = 3500
+    create_time = jvm.org.apache.kafka.common.record.TimestampType.CREATE_TIME
+    headers, no_epoch = jvm.org.apache.kafka.common.header.internals.RecordHeaders(), jvm.java.util.Optional.empty()
+    for i in range(n):
+        key = None if i % 3 == 0 else bytearray(f"k{i % 7}".encode())
+        value = None if i % 11 == 0 else bytearray(f"{i:06d} données {'x' * (i % 50)}".encode())
+        record = jvm.org.apache.kafka.clients.consumer.ConsumerRecord(
+            "t", 1, 5000 + i, T0 + i, create_time, -1, -1, key, value, headers, no_epoch
+        )
+        writer.write(record)
+    writer.close()
+
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_rows == n
+    assert 3 <= meta.num_row_groups <= 5, meta.num_row_groups
+    rows = pq.read_table(path).to_pylist()
+    assert [r["offset"] for r in rows] == list(range(5000, 5000 + n))
+    for i, r in enumerate(rows):
+        assert r["key"] == (None if i % 3 == 0 else f"k{i % 7}".encode())
+        assert r["value"] == (None if i % 11 == 0 else f"{i:06d} données {'x' * (i % 50)}")
+        assert r["timestamp"] == datetime.fromtimestamp((T0 + i) / 1000, timezone.utc)
+    # The offsets' min/max per row group stay in the footer (the landing reads them as its index).
+    first = meta.row_group(0).column(2).statistics
+    assert (first.min, first.max) == (5000, 5000 + meta.row_group(0).num_rows - 1)
+    assert spark.read.parquet(str(path)).count() == n
+
+
 def test_slices_cover_every_planned_offset_once_and_keep_cores_busy():
     assert plan_slices({0: 5, 1: 9}, {0: 5, 1: 10}, 2) == [{"partition": 1, "from": 9, "until": 10}]
     # Small runs: one slice per partition that has something new.

@@ -24,14 +24,19 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetOutOfRangeException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.parquet.column.ColumnDescriptor;
+import org.apache.parquet.column.ColumnWriteStore;
+import org.apache.parquet.column.ColumnWriter;
+import org.apache.parquet.column.ParquetProperties;
+import org.apache.parquet.compression.CompressionCodecFactory;
+import org.apache.parquet.hadoop.CodecFactory;
+import org.apache.parquet.hadoop.ColumnChunkPageWriteStore;
 import org.apache.parquet.hadoop.ParquetFileWriter;
 import org.apache.parquet.hadoop.ParquetWriter;
-import org.apache.parquet.hadoop.api.WriteSupport;
 import org.apache.parquet.hadoop.metadata.CompressionCodecName;
 import org.apache.parquet.hadoop.util.HadoopOutputFile;
 import org.apache.parquet.io.OutputFile;
 import org.apache.parquet.io.api.Binary;
-import org.apache.parquet.io.api.RecordConsumer;
 import org.apache.parquet.schema.LogicalTypeAnnotation;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.PrimitiveType.PrimitiveTypeName;
@@ -245,27 +250,8 @@ public final class KafkaParquetStager {
       String name = String.format("part-%d-%d-%05d.parquet", partition, from, created++);
       Path tmp = new Path(dir, "." + name + ".inprogress");
       Path done = new Path(dir, name);
-      OutputFile out = HadoopOutputFile.fromPath(tmp, conf);
-      ParquetWriter<ConsumerRecord<byte[], byte[]>> writer = new Builder(out, new RecordWriteSupport(
-              topic, quarantine ? reason : null, sparkVersion))
-          .withConf(conf)
-          .withWriteMode(ParquetFileWriter.Mode.OVERWRITE)
-          .withCompressionCodec(CompressionCodecName.SNAPPY)
-          // Offsets, timestamps, keys and values are (nearly) unique: a dictionary only costs.
-          .withDictionaryEncoding(false)
-          .withDictionaryEncoding("topic", true)
-          .withDictionaryEncoding("partition", true)
-          .withDictionaryEncoding("timestamp_type", true)
-          .withDictionaryEncoding("reason", true)
-          // Min/max of the byte columns serve no reader (a folder is one topic; no one filters files
-          // by value) and cost comparisons per record; offsets and timestamps keep theirs (the
-          // footer is the landing's index).
-          .withStatisticsEnabled("topic", false)
-          .withStatisticsEnabled("key", false)
-          .withStatisticsEnabled("value", false)
-          .withStatisticsEnabled("reason", false)
-          .withSizeStatisticsEnabled(false)
-          .build();
+      RecordFileWriter writer = new RecordFileWriter(HadoopOutputFile.fromPath(tmp, conf), conf, topic,
+          quarantine ? reason : null, sparkVersion, RecordFileWriter.ROW_GROUP_BYTES);
       return new Open(writer, tmp, done);
     }
 
@@ -284,7 +270,7 @@ public final class KafkaParquetStager {
       for (Map<Long, Open> open : List.of(raw, bad)) {
         for (Open f : open.values()) {
           try {
-            f.writer.close();
+            f.writer.abort();
           } catch (Exception ignored) {
             // the task fails anyway; the landing run's staging is discarded by its recovery
           }
@@ -293,12 +279,12 @@ public final class KafkaParquetStager {
     }
 
     final class Open {
-      final ParquetWriter<ConsumerRecord<byte[], byte[]>> writer;
+      final RecordFileWriter writer;
       final Path tmp;
       final Path done;
       long records;
 
-      Open(ParquetWriter<ConsumerRecord<byte[], byte[]>> writer, Path tmp, Path done) {
+      Open(RecordFileWriter writer, Path tmp, Path done) {
         this.writer = writer;
         this.tmp = tmp;
         this.done = done;
@@ -314,57 +300,63 @@ public final class KafkaParquetStager {
     }
   }
 
-  static final class Builder extends ParquetWriter.Builder<ConsumerRecord<byte[], byte[]>, Builder> {
-    private final RecordWriteSupport support;
-
-    Builder(OutputFile file, RecordWriteSupport support) {
-      super(file);
-      this.support = support;
-    }
-
-    @Override
-    protected Builder self() {
-      return this;
-    }
-
-    @Override
-    @SuppressWarnings("deprecation") // the Hadoop-Configuration variant: we run on Hadoop anyway
-    protected WriteSupport<ConsumerRecord<byte[], byte[]>> getWriteSupport(Configuration conf) {
-      return support;
-    }
-  }
-
   /**
-   * Kafka record -> the columns Spark writes for the Kafka source's row (all nullable), with
-   * `value` as a string in raw files, as bytes plus a non-null `reason` in quarantine files.
+   * One Parquet file of Kafka records: the columns Spark writes for the Kafka source's row (all
+   * nullable), with `value` as a string in raw files, as bytes plus a non-null `reason` in
+   * quarantine files.
+   *
+   * <p>It drives parquet-mr's column writers directly, the way its InternalParquetRecordWriter
+   * does, but without the record-assembly layer (MessageColumnIO): for a flat schema of seven
+   * columns that layer's per-field bookkeeping was a sizeable share of the writer's CPU. Pages,
+   * encodings, statistics, row groups and footer are parquet-mr's own.
    */
-  static final class RecordWriteSupport extends WriteSupport<ConsumerRecord<byte[], byte[]>> {
+  public static final class RecordFileWriter {
+    static final long ROW_GROUP_BYTES = ParquetWriter.DEFAULT_BLOCK_SIZE; // 128 MiB, as Spark
+    private static final int SIZE_CHECK_EVERY = 1_000;
+    private final long rowGroupBytes;
     private final Binary topic;
     private final Binary reason;
     private final MessageType schema;
-    private final Map<String, String> footer = new HashMap<>();
-    private RecordConsumer out;
+    private final Map<String, String> footer;
+    private final ParquetProperties props;
+    private final CodecFactory codecs;
+    private final CompressionCodecFactory.BytesInputCompressor compressor;
+    private final ParquetFileWriter file;
+    private ColumnChunkPageWriteStore pages;
+    private ColumnWriteStore columns;
+    private ColumnWriter[] writers;
+    private long rowsInGroup;
 
-    RecordWriteSupport(String topic, String reason, String sparkVersion) {
+    public RecordFileWriter(OutputFile out, Configuration conf, String topic, String reason, String sparkVersion,
+        long rowGroupBytes) throws IOException {
+      this.rowGroupBytes = rowGroupBytes;
       // Array-backed (fromString is ByteBuffer-backed): hashed by the dictionary for every record.
       this.topic = Binary.fromConstantByteArray(topic.getBytes(StandardCharsets.UTF_8));
       this.reason = reason == null ? null : Binary.fromConstantByteArray(reason.getBytes(StandardCharsets.UTF_8));
       this.schema = schema(reason != null);
-      StructType row = new StructType()
-          .add("topic", DataTypes.StringType, true)
-          .add("partition", DataTypes.IntegerType, true)
-          .add("offset", DataTypes.LongType, true)
-          .add("timestamp", DataTypes.TimestampType, true)
-          .add("timestamp_type", DataTypes.IntegerType, true)
-          .add("key", DataTypes.BinaryType, true)
-          .add("value", reason == null ? DataTypes.StringType : DataTypes.BinaryType, true);
-      if (reason != null) {
-        row = row.add("reason", DataTypes.StringType, false);
-      }
-      footer.put("org.apache.spark.sql.parquet.row.metadata", row.json());
-      if (!sparkVersion.isEmpty()) {
-        footer.put("org.apache.spark.version", sparkVersion);
-      }
+      this.footer = footer(reason != null, sparkVersion);
+      this.props = ParquetProperties.builder()
+          // Offsets, timestamps, keys and values are (nearly) unique: a dictionary only costs.
+          .withDictionaryEncoding(false)
+          .withDictionaryEncoding("topic", true)
+          .withDictionaryEncoding("partition", true)
+          .withDictionaryEncoding("timestamp_type", true)
+          .withDictionaryEncoding("reason", true)
+          // Min/max of the byte columns serve no reader (a folder is one topic; no one filters
+          // files by value) and cost comparisons per record; offsets and timestamps keep theirs
+          // (the footer is the landing's index).
+          .withStatisticsEnabled("topic", false)
+          .withStatisticsEnabled("key", false)
+          .withStatisticsEnabled("value", false)
+          .withStatisticsEnabled("reason", false)
+          .withSizeStatisticsEnabled(false)
+          .build();
+      this.codecs = new CodecFactory(conf, props.getPageSizeThreshold());
+      this.compressor = codecs.getCompressor(CompressionCodecName.SNAPPY);
+      this.file = new ParquetFileWriter(out, schema, ParquetFileWriter.Mode.OVERWRITE, rowGroupBytes,
+          ParquetWriter.MAX_PADDING_SIZE_DEFAULT, null, props);
+      file.start();
+      startRowGroup();
     }
 
     static MessageType schema(boolean quarantine) {
@@ -386,53 +378,105 @@ public final class KafkaParquetStager {
       return b.named("spark_schema");
     }
 
-    @Override
-    @SuppressWarnings("deprecation")
-    public WriteContext init(Configuration configuration) {
-      return new WriteContext(schema, footer);
+    /** The key-value footer Spark writes: its row schema (Spark reads it back from there). */
+    static Map<String, String> footer(boolean quarantine, String sparkVersion) {
+      StructType row = new StructType()
+          .add("topic", DataTypes.StringType, true)
+          .add("partition", DataTypes.IntegerType, true)
+          .add("offset", DataTypes.LongType, true)
+          .add("timestamp", DataTypes.TimestampType, true)
+          .add("timestamp_type", DataTypes.IntegerType, true)
+          .add("key", DataTypes.BinaryType, true)
+          .add("value", quarantine ? DataTypes.BinaryType : DataTypes.StringType, true);
+      if (quarantine) {
+        row = row.add("reason", DataTypes.StringType, false);
+      }
+      Map<String, String> footer = new HashMap<>();
+      footer.put("org.apache.spark.sql.parquet.row.metadata", row.json());
+      if (!sparkVersion.isEmpty()) {
+        footer.put("org.apache.spark.version", sparkVersion);
+      }
+      return footer;
     }
 
-    @Override
-    public void prepareForWrite(RecordConsumer recordConsumer) {
-      out = recordConsumer;
+    private void startRowGroup() {
+      pages = new ColumnChunkPageWriteStore(compressor, schema, props.getAllocator(),
+          props.getColumnIndexTruncateLength(), props.getPageWriteChecksumEnabled());
+      columns = props.newColumnWriteStore(schema, pages, pages);
+      List<ColumnDescriptor> descriptors = schema.getColumns();
+      writers = new ColumnWriter[descriptors.size()];
+      for (int i = 0; i < writers.length; i++) {
+        writers[i] = columns.getColumnWriter(descriptors.get(i));
+      }
+      rowsInGroup = 0;
     }
 
-    @Override
-    public void write(ConsumerRecord<byte[], byte[]> r) {
-      out.startMessage();
-      out.startField("topic", 0);
-      out.addBinary(topic);
-      out.endField("topic", 0);
-      out.startField("partition", 1);
-      out.addInteger(r.partition());
-      out.endField("partition", 1);
-      out.startField("offset", 2);
-      out.addLong(r.offset());
-      out.endField("offset", 2);
-      out.startField("timestamp", 3);
-      out.addLong(r.timestamp() * 1000L);
-      out.endField("timestamp", 3);
-      out.startField("timestamp_type", 4);
-      out.addInteger(r.timestampType().id);
-      out.endField("timestamp_type", 4);
+    /** One record. Optional columns: definition level 1 for a value, 0 for null; no repetition. */
+    public void write(ConsumerRecord<byte[], byte[]> r) throws IOException {
+      ColumnWriter[] w = writers;
+      w[0].write(topic, 0, 1);
+      w[1].write(r.partition(), 0, 1);
+      w[2].write(r.offset(), 0, 1);
+      w[3].write(r.timestamp() * 1000L, 0, 1);
+      w[4].write(r.timestampType().id, 0, 1);
       byte[] key = r.key();
-      if (key != null) {
-        out.startField("key", 5);
-        out.addBinary(Binary.fromConstantByteArray(key));
-        out.endField("key", 5);
+      if (key == null) {
+        w[5].writeNull(0, 0);
+      } else {
+        w[5].write(Binary.fromConstantByteArray(key), 0, 1);
       }
       byte[] value = r.value();
-      if (value != null) {
-        out.startField("value", 6);
-        out.addBinary(Binary.fromConstantByteArray(value));
-        out.endField("value", 6);
+      if (value == null) {
+        w[6].writeNull(0, 0);
+      } else {
+        w[6].write(Binary.fromConstantByteArray(value), 0, 1);
       }
       if (reason != null) {
-        out.startField("reason", 7);
-        out.addBinary(reason);
-        out.endField("reason", 7);
+        w[7].write(reason, 0, 0); // required: no definition level to record
       }
-      out.endMessage();
+      columns.endRecord();
+      if (++rowsInGroup % SIZE_CHECK_EVERY == 0 && columns.getBufferedSize() >= rowGroupBytes) {
+        flushRowGroup();
+        startRowGroup();
+      }
+    }
+
+    private void flushRowGroup() throws IOException {
+      try {
+        if (rowsInGroup > 0) {
+          file.startBlock(rowsInGroup);
+          columns.flush();
+          pages.flushToFileWriter(file);
+          file.endBlock();
+        }
+      } finally {
+        columns.close();
+        pages.close();
+      }
+    }
+
+    public void close() throws IOException {
+      try {
+        flushRowGroup();
+        file.end(footer);
+        file.close();
+      } catch (IOException | RuntimeException e) {
+        file.abort();
+        throw e;
+      } finally {
+        codecs.release();
+      }
+    }
+
+    /** After a failure: release the buffers and the stream; the hidden file is left behind. */
+    void abort() {
+      try {
+        columns.close();
+        pages.close();
+      } finally {
+        file.abort();
+        codecs.release();
+      }
     }
   }
 
