@@ -208,9 +208,12 @@ def test_a_file_past_the_row_group_size_is_cut_into_row_groups_and_keeps_every_r
     rows = pq.read_table(path).to_pylist()
     assert [r["offset"] for r in rows] == list(range(5000, 5000 + n))
     for i, r in enumerate(rows):
+        assert (r["topic"], r["partition"]) == ("t", 1)  # every row group has its dictionary
         assert r["key"] == (None if i % 3 == 0 else f"k{i % 7}".encode())
         assert r["value"] == (None if i % 11 == 0 else f"{i:06d} données {'x' * (i % 50)}")
         assert r["timestamp"] == datetime.fromtimestamp((T0 + i) / 1000, timezone.utc)
+    for g in range(meta.num_row_groups):
+        assert "PLAIN_DICTIONARY" in meta.row_group(g).column(0).encodings  # the topic, as Spark's
     # The offsets' min/max per row group stay in the footer (the landing reads them as its index).
     first = meta.row_group(0).column(2).statistics
     assert (first.min, first.max) == (5000, 5000 + meta.row_group(0).num_rows - 1)
