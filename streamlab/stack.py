@@ -678,7 +678,8 @@ def format_storage(cfg: StackConfig, java: str) -> None:
                 cfg,
                 f"{node.service}-format",
                 kafka_java_cmd(
-                    cfg, java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(cfg),
+                    # `--cluster-id=<id>`: an id kept from an older version may start with "-".
+                    cfg, java, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id(cfg)}",
                     "-c", str(server_properties(cfg, node)),
                 ),  # fmt: skip
                 timeout=120,
@@ -703,14 +704,23 @@ def format_storage(cfg: StackConfig, java: str) -> None:
 
 def _cluster_id(cfg: StackConfig) -> str:
     """One Kafka cluster id per stack, kept so that every node is formatted with it."""
-    import base64
-
     path = cfg.home / "data" / "kafka-cluster-id"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        # 16 random bytes in URL-safe base64 without padding, as `StorageTool random-uuid`.
-        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        path.write_text(new_cluster_id())
     return path.read_text().strip()
+
+
+def new_cluster_id() -> str:
+    """16 random bytes in URL-safe base64 without padding, as `kafka-storage.sh random-uuid`; like
+    Kafka's Uuid.randomUuid(), never one that starts with "-" (a command line would take it for an
+    option: `kafka-storage format -t -RHh...` fails with "expected one argument")."""
+    import base64
+
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def migrate_airflow_db(cfg: StackConfig) -> None:
