@@ -24,6 +24,7 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetOutOfRangeException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.parquet.bytes.ByteBufferAllocator;
 import org.apache.parquet.column.ColumnDescriptor;
 import org.apache.parquet.column.ColumnWriteStore;
 import org.apache.parquet.column.ColumnWriter;
@@ -535,7 +536,7 @@ public final class KafkaParquetStager {
     private int lastId;
 
     OneValueDictionaryWriter(int maxDictionaryBytes, Encoding dataPage, Encoding dictionaryPage,
-        org.apache.parquet.bytes.ByteBufferAllocator allocator) {
+        ByteBufferAllocator allocator) {
       super(maxDictionaryBytes, dataPage, dictionaryPage, allocator);
     }
 
