@@ -26,6 +26,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The local Airflow keeps its metadata in SQLite, which takes one writer at a time. Python's
+# sqlite3 gives up after 5 s of waiting for the write lock ("database is locked"), and with
+# the scheduler, dag-processor, api-server, triggerer and CLI commands all writing on 2 busy
+# cores, 5 s is not enough: a `backfill create` failed that way. Airflow imports these through
+# [database] sql_alchemy_connect_args(_async); the database itself is put in WAL mode (see
+# streamlab.stack.migrate_airflow_db) so that readers no longer hold writers up at all.
+AIRFLOW_SQLITE_CONNECT_ARGS: dict[str, object] = {"timeout": 120}
+AIRFLOW_SQLITE_CONNECT_ARGS_ASYNC: dict[str, object] = {"timeout": 120}
+
 # name -> (default port, what listens there)
 PORT_DEFAULTS: dict[str, tuple[int, str]] = {
     "kafka": (9092, "Kafka broker"),
@@ -215,6 +224,10 @@ class StackConfig:
     def airflow_home(self) -> Path:
         return self.home / "airflow"
 
+    @property
+    def airflow_db(self) -> Path:
+        return self.airflow_home / "airflow.db"
+
     def jars(self, group: str) -> Path:
         """Folder of one resolved classpath: kafka, hadoop or spark-kafka."""
         return self.deps / "jars" / group
@@ -312,7 +325,13 @@ class StackConfig:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
                     self.admin_password_file
                 ),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_db}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": (
+                    "streamlab.config.AIRFLOW_SQLITE_CONNECT_ARGS"
+                ),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": (
+                    "streamlab.config.AIRFLOW_SQLITE_CONNECT_ARGS_ASYNC"
+                ),
                 "AIRFLOW__API__HOST": HOST,
                 "AIRFLOW__API__PORT": str(self.ports["airflow_api"]),
                 "AIRFLOW__API__BASE_URL": self.airflow_url,

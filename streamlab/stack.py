@@ -15,12 +15,14 @@ from `StackConfig`, storage is formatted once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -727,11 +729,29 @@ def migrate_airflow_db(cfg: StackConfig) -> None:
     import airflow
 
     stamp = cfg.airflow_home / ".migrated"
-    if stamp.exists() and stamp.read_text() == airflow.__version__:
-        return
-    say(f"migrating the Airflow {airflow.__version__} metadata database")
-    _run_step(cfg, "airflow-db-migrate", [str(cfg.venv_bin / "airflow"), "db", "migrate"], timeout=300)
-    stamp.write_text(airflow.__version__)
+    if not (stamp.exists() and stamp.read_text() == airflow.__version__):
+        say(f"migrating the Airflow {airflow.__version__} metadata database")
+        _run_step(
+            cfg, "airflow-db-migrate", [str(cfg.venv_bin / "airflow"), "db", "migrate"], timeout=300
+        )
+        stamp.write_text(airflow.__version__)
+    use_wal_journal(cfg.airflow_db)
+
+
+def use_wal_journal(db: Path) -> None:
+    """Put a SQLite database in write-ahead-log mode (it stays so; the mode is kept in the file).
+
+    In the default rollback-journal mode a reader blocks a writer, so the scheduler's and the
+    api-server's reads made CLI writes wait past their timeout. With WAL, readers and the one
+    writer go on side by side. Done while no Airflow process runs: the switch needs the file alone.
+    """
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise StackError(
+            f"could not put {db} in WAL mode (SQLite answered journal_mode={mode}); "
+            "an Airflow process still has it open: run `make down`, then `make up`"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -145,6 +146,33 @@ def test_airflow_connections_come_from_the_environment(stack):
     assert out.returncode == 0, out.stderr
     conn = json.loads(out.stdout)[0]
     assert conn["extra_dejson"]["bootstrap.servers"] == stack.kafka_bootstrap
+
+
+def test_airflow_cli_waits_out_a_long_write_lock_on_the_metadata_db(stack):
+    """A CI run failed with "database is locked": sqlite3's default 5 s wait was not enough while
+    the scheduler and friends were writing. Hold the write lock for longer than that and check
+    that a CLI write waits for it instead of failing."""
+    db = stack.home / "airflow" / "airflow.db"
+    with sqlite3.connect(db, timeout=60, isolation_level=None) as blocker:
+        assert blocker.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        value = uuid.uuid4().hex
+        blocker.execute("BEGIN IMMEDIATE")  # the one write lock, as a long scheduler loop holds it
+        started = time.monotonic()
+        cli = subprocess.Popen(
+            [str(REPO / "bin" / "airflow"), "variables", "set", "streamlab_lock_probe", value],
+            env=stack_env(stack), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        time.sleep(15)  # the CLI starts in ~5-8 s, then waits; the old 5 s limit failed it here
+        assert cli.poll() is None, f"the CLI did not wait for the lock: {cli.stdout.read()}"
+        blocker.execute("COMMIT")
+        out, _ = cli.communicate(timeout=120)
+    assert cli.returncode == 0, out
+    assert time.monotonic() - started >= 15
+    got = subprocess.run(
+        [str(REPO / "bin" / "airflow"), "variables", "get", "streamlab_lock_probe"],
+        env=stack_env(stack), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert got.returncode == 0 and got.stdout.strip() == value, got.stderr
 
 
 def test_lab_wrappers(stack):
