@@ -153,7 +153,8 @@ def test_airflow_cli_waits_out_a_long_write_lock_on_the_metadata_db(stack):
     the scheduler and friends were writing. Hold the write lock for longer than that and check
     that a CLI write waits for it instead of failing."""
     db = stack.home / "airflow" / "airflow.db"
-    with sqlite3.connect(db, timeout=60, isolation_level=None) as blocker:
+    blocker = sqlite3.connect(db, timeout=60, isolation_level=None)
+    try:
         assert blocker.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         value = uuid.uuid4().hex
         blocker.execute("BEGIN IMMEDIATE")  # the one write lock, as a long scheduler loop holds it
@@ -164,8 +165,9 @@ def test_airflow_cli_waits_out_a_long_write_lock_on_the_metadata_db(stack):
         )  # fmt: skip
         time.sleep(15)  # the CLI starts in ~5-8 s, then waits; the old 5 s limit failed it here
         assert cli.poll() is None, f"the CLI did not wait for the lock: {cli.stdout.read()}"
-        blocker.execute("COMMIT")
-        out, _ = cli.communicate(timeout=120)
+    finally:
+        blocker.close()  # ends the transaction: the lock must not outlive the test
+    out, _ = cli.communicate(timeout=120)
     assert cli.returncode == 0, out
     assert time.monotonic() - started >= 15
     got = subprocess.run(
