@@ -514,18 +514,33 @@ def spark_worker_health(cfg: StackConfig) -> tuple[bool, str]:
     return alive >= 1, f"{alive} alive worker(s), {state.get('cores', '?')} cores"
 
 
-def _airflow_health(cfg: StackConfig) -> dict | None:
+# url -> (when fetched, answer or None, why not). One answer serves the four Airflow checks of
+# a `status` or of one round of `wait_healthy`, instead of four requests to a busy server.
+_airflow_health_seen: dict[str, tuple[float, dict | None, str]] = {}
+
+
+def _airflow_health(cfg: StackConfig) -> tuple[dict | None, str]:
+    url = f"{cfg.airflow_url}/api/v2/monitor/health"
+    seen = _airflow_health_seen.get(url)
+    if seen and time.monotonic() - seen[0] < 2:
+        return seen[1], seen[2]
     try:
-        return _http_json(f"{cfg.airflow_url}/api/v2/monitor/health")
-    except (OSError, ValueError):
-        return None
+        # The one api-server worker can take seconds to answer while it serves task starts on 2
+        # busy cores (a CI run saw 3.4 s); 3 s made a healthy server look down.
+        health, why = _http_json(url, timeout=15), ""
+    except TimeoutError:
+        health, why = None, "api-server did not answer within 15 s"
+    except (OSError, ValueError) as exc:
+        health, why = None, f"api-server not answering ({exc})"
+    _airflow_health_seen[url] = (time.monotonic(), health, why)
+    return health, why
 
 
 def airflow_component_health(component: str) -> Callable[[StackConfig], tuple[bool, str]]:
     def check(cfg: StackConfig) -> tuple[bool, str]:
-        health = _airflow_health(cfg)
+        health, why = _airflow_health(cfg)
         if health is None:
-            return False, "api-server not answering"
+            return False, why
         if component == "api-server":
             return True, f"{cfg.airflow_url}"
         status = (health.get(component) or {}).get("status")
