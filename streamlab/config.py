@@ -26,15 +26,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The local Airflow keeps its metadata in SQLite, which takes one writer at a time. Python's
-# sqlite3 gives up after 5 s of waiting for the write lock ("database is locked"), and with
-# the scheduler, dag-processor, api-server, triggerer and CLI commands all writing on 2 busy
-# cores, 5 s is not enough: a `backfill create` failed that way. Airflow imports these through
-# [database] sql_alchemy_connect_args(_async); the database itself is put in WAL mode (see
-# streamlab.stack.migrate_airflow_db) so that readers no longer hold writers up at all.
-AIRFLOW_SQLITE_CONNECT_ARGS: dict[str, object] = {"timeout": 120}
-AIRFLOW_SQLITE_CONNECT_ARGS_ASYNC: dict[str, object] = {"timeout": 120}
-
 # name -> (default port, what listens there)
 PORT_DEFAULTS: dict[str, tuple[int, str]] = {
     "kafka": (9092, "Kafka broker"),
@@ -327,10 +318,10 @@ class StackConfig:
                 ),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_db}",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": (
-                    "streamlab.config.AIRFLOW_SQLITE_CONNECT_ARGS"
+                    "streamlab.airflow_sqlite.CONNECT_ARGS"
                 ),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": (
-                    "streamlab.config.AIRFLOW_SQLITE_CONNECT_ARGS_ASYNC"
+                    "streamlab.airflow_sqlite.CONNECT_ARGS_ASYNC"
                 ),
                 "AIRFLOW__API__HOST": HOST,
                 "AIRFLOW__API__PORT": str(self.ports["airflow_api"]),
