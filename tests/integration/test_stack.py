@@ -152,7 +152,7 @@ def test_airflow_cli_waits_out_a_long_write_lock_on_the_metadata_db(stack):
     """A CI run failed with "database is locked": sqlite3's default 5 s wait was not enough while
     the scheduler and friends were writing. Hold the write lock for longer than that and check
     that a CLI write waits for it instead of failing."""
-    db = stack.home / "airflow" / "airflow.db"
+    db = stack.airflow_db
     blocker = sqlite3.connect(db, timeout=60, isolation_level=None)
     try:
         assert blocker.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
