@@ -73,11 +73,12 @@ def test_through_sqlalchemy_nested_sessions_commit_and_roll_back(db):
     with Session(engine) as session:
         with session.begin_nested():
             session.execute(sa.insert(table).values(run_id="kept"))
+        # The savepoint's RELEASE did not commit (with plain sqlite3 it does, and this is False):
+        # the transaction stays open, holding the lock, until the session commits.
+        assert session.connection().connection.dbapi_connection.in_transaction
         nested = session.begin_nested()
         session.execute(sa.insert(table).values(run_id="rolled back"))
         nested.rollback()
-        # still one open transaction, holding the lock, until the session commits
-        assert session.connection().connection.dbapi_connection.in_transaction
         session.commit()
     engine.dispose()
     assert run_ids(db) == ["kept"]
