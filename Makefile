@@ -13,7 +13,7 @@ ifdef PROFILE
 export STREAMLAB_PROFILE := $(PROFILE)
 endif
 
-.PHONY: help up down status clean deps venv test test-unit lint demo bench
+.PHONY: help up down status clean deps venv test test-unit lint demo bench stream-stop stream-start
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ down: ## stop every process of the stack (graceful, then forceful)
 
 status: ## health of every service
 	@$(PY) -m streamlab.stack status
+
+stream-stop: ## stop the streaming word count (pause its DAG, fail its runs)
+	@$(PY) -m streamlab.stack stream-stop
+
+stream-start: ## start the streaming word count again (unpause its DAG)
+	@$(PY) -m streamlab.stack stream-start
 
 clean: ## stop the stack and wipe its state (var/); keeps the venv and jars
 	@if [ -x $(PY) ]; then $(PY) -m streamlab.stack clean; else rm -rf var; fi

@@ -16,10 +16,10 @@ Spark standalone master or `yarn` by editing the connection). Kafka is reached
 through the connection `kafka_default` (extra `bootstrap.servers`).
 
 **Start / watch / stop.** Unpaused on creation, so it starts by itself. Watch the task log (the
-spark-submit output) in the UI, or `tail -f $STREAMLAB_HOME/out`. To stop: first
-`bin/airflow dags pause streaming_wordcount` (else the continuous schedule starts a new run),
-then mark the running run (or task) failed in the UI or REST API: the task's whole process
-group (spark-submit JVM and python driver) is killed. See docs/streaming.md.
+spark-submit output) in the UI, or `tail -f $STREAMLAB_HOME/out`. To stop: `make stream-stop`
+(pauses this DAG, else the continuous schedule starts a new run, then fails its runs: the task's
+whole process group, spark-submit JVM and python driver, is killed); `make stream-start`
+resumes. By hand in the UI: pause, then mark the running run failed. See docs/streaming.md.
 """
 
 from __future__ import annotations

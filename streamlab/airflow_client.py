@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from streamlab.config import StackConfig
 
@@ -55,3 +57,48 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> dict:
         return self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.patch(f"/dags/{dag_id}", {"is_paused": paused})
+
+    def active_runs(self, dag_id: str) -> list[dict]:
+        return self.runs(dag_id, state="running") + self.runs(dag_id, state="queued")
+
+    def mark_run_failed(self, dag_id: str, run_id: str) -> None:
+        self.patch(f"/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
+
+    def stop_dag(
+        self,
+        dag_id: str,
+        quiet_s: float = 10.0,
+        timeout: float = 180.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[str]:
+        """Pause `dag_id` and fail its running and queued runs; returns the ids of the runs ended.
+
+        Pausing does not reach a scheduler loop that has already read the DAG as unpaused: it can
+        still create one more run just after the pause (seen with `@continuous`, whose next run is
+        created as soon as the previous one ends). So runs are failed until none has shown up for
+        `quiet_s` seconds. Failing a run makes its running tasks' supervisors kill their process
+        groups within a few seconds (the task heartbeat).
+        """
+        self.set_paused(dag_id, True)
+        ended: list[str] = []
+        deadline = clock() + timeout
+        quiet_since = clock()
+        while True:
+            active = self.active_runs(dag_id)
+            for run in active:
+                self.mark_run_failed(dag_id, run["dag_run_id"])
+                ended.append(run["dag_run_id"])
+            now = clock()
+            if active:
+                quiet_since = now
+            elif now - quiet_since >= quiet_s:
+                return ended
+            if now > deadline:
+                raise TimeoutError(
+                    f"{dag_id}: runs kept starting for {timeout:.0f} s although the DAG is paused: {ended}"
+                )
+            sleep(1.0)

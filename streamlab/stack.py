@@ -897,6 +897,28 @@ def _start_platform_dags(cfg: StackConfig, timeout: float, provision: bool) -> N
         say(f"{STREAMING_DAG}: {'paused (unpause it in the UI)' if streaming['is_paused'] else 'running under the scheduler'}")
 
 
+def stream(cfg: StackConfig, action: str) -> None:
+    """`stream-stop`: pause the streaming DAG and end its runs (the Spark job goes with its task);
+    `stream-start`: unpause it, so the continuous schedule starts a run from the checkpoint."""
+    from streamlab.airflow_client import AirflowClient
+
+    try:
+        client = AirflowClient(cfg)
+        if action == "stop":
+            say(f"pausing {STREAMING_DAG} and failing its running and queued runs")
+            ended = client.stop_dag(STREAMING_DAG)
+            say(f"stopped: {', '.join(ended) or 'no run was active'}; the job's processes end within seconds")
+        else:
+            client.set_paused(STREAMING_DAG, False)
+            say(f"{STREAMING_DAG} unpaused: a run starts within seconds, resuming from its checkpoint")
+    except TimeoutError as exc:
+        raise StackError(str(exc)) from None
+    except (OSError, ValueError, KeyError) as exc:  # HTTP errors are OSErrors
+        raise StackError(
+            f"could not talk to Airflow's REST API at {cfg.airflow_url}: {exc}; is the stack up (`make status`)?"
+        ) from None
+
+
 def wait_healthy(cfg: StackConfig, deadline: float) -> None:
     by_name = {s.name: s for s in services(cfg)}
     pending = set(by_name)
@@ -1055,7 +1077,7 @@ def _shquote(v: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamlab.stack", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "clean", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "clean", "env", "stream-stop", "stream-start"])
     parser.add_argument("--timeout", type=float, default=float(os.environ.get("STREAMLAB_UP_TIMEOUT", 240)),
                         help="seconds to wait for all services to become healthy")  # fmt: skip
     args = parser.parse_args(argv)
@@ -1071,6 +1093,8 @@ def main(argv: list[str] | None = None) -> int:
             clean(cfg)
         elif args.command == "env":
             print(shell_env(cfg))
+        elif args.command.startswith("stream-"):
+            stream(cfg, args.command.removeprefix("stream-"))
     except StackError as exc:
         print(f"\n[streamlab] ERROR: {exc}", file=sys.stderr)
         return 1

@@ -13,13 +13,15 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+
+from streamlab.airflow_client import AirflowClient
+from tests.conftest import run_stack
 
 pytestmark = pytest.mark.integration
 
@@ -367,43 +369,14 @@ def test_bad_input_never_stops_the_job(stack, names, job_and_output):
 # ---- tests: through Airflow ------------------------------------------------------------------
 
 
-class AirflowApi:
-    def __init__(self, stack):
-        self.base = stack.airflow_url
-        user, password = stack.admin_credentials()
-        self.token = self._call("POST", "/auth/token", {"username": user, "password": password})[
-            "access_token"
-        ]
-
-    def _call(self, method: str, path: str, body: dict | None = None, token: str | None = None):
-        request = urllib.request.Request(
-            self.base + path,
-            method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}
-            | ({"Authorization": f"Bearer {token}"} if token else {}),
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"null")
-
-    def __call__(self, method: str, path: str, body: dict | None = None):
-        return self._call(method, path, body, self.token)
-
-    def set_paused(self, paused: bool) -> None:
-        self("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": paused})
-
-    def runs(self, state: str) -> list[dict]:
-        return self("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?state={state}")["dag_runs"]
+class AirflowApi(AirflowClient):
+    """The stack's REST API, for the streaming DAG."""
 
     def run_state(self, run_id: str) -> str:
-        return self("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
-
-    def mark_run_failed(self, run_id: str) -> None:
-        self("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", {"state": "failed"})
+        return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
 
     def task_try_number(self, run_id: str) -> int:
-        ti = self("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/wordcount_stream")
-        return ti["try_number"]
+        return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/wordcount_stream")["try_number"]
 
 
 def airflow_cli(stack, *args: str) -> subprocess.CompletedProcess:
@@ -428,13 +401,13 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
     """kill -9 the driver: the DAG's retries bring it back, counts stay exact; marking the run
     failed kills the task's whole process group (task runner, spark-submit JVM, python driver)."""
     create_topics(stack, names["in"], names["out"], compacted=(names["out"],))
-    api = AirflowApi(stack)
-    was_paused = api("GET", f"/api/v2/dags/{DAG_ID}")["is_paused"]
+    api = AirflowApi(stack, timeout=60)
+    was_paused = api.dag(DAG_ID)["is_paused"]
     output = LatestValues(stack, names["out"])
     # Free the single run slot: pause (no new continuous run), end the current run.
-    api.set_paused(True)
-    for run in api.runs("running") + api.runs("queued"):
-        api.mark_run_failed(run["dag_run_id"])
+    stopped = run_stack("stream-stop", dict(os.environ), timeout=300)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert api.dag(DAG_ID)["is_paused"] and not api.active_runs(DAG_ID), stopped.stdout
     conf = {
         "input_topics": names["in"],
         "output_topic": names["out"],
@@ -444,7 +417,7 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
     run_id = f"it_{names['group']}"
     airflow_cli(stack, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
     try:
-        api.set_paused(False)
+        api.set_paused(DAG_ID, False)
         wait_until(lambda: spark_submit_tree(names["group"])[1], 240, "the DAG's spark-submit")
         produce(stack, names["in"], LINES)
         output.wait_for(expected_counts(LINES), timeout=180)
@@ -468,8 +441,7 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
         # Stop: mark the run failed. Everything in the task's process group must go.
         pgid, tree = spark_submit_tree(names["group"])
         assert len(tree) >= 3, f"expected task runner, JVM and python driver in group {pgid}: {tree}"
-        api.set_paused(True)
-        api.mark_run_failed(run_id)
+        assert run_id in api.stop_dag(DAG_ID)
         wait_until(lambda: not pids_in_group(pgid), 60, f"process group {pgid} to be gone")
         assert not pids_matching(f" {names['group']} "), "a process of the job outlived its task"
         assert api.run_state(run_id) == "failed"
@@ -478,5 +450,5 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
         for pid in pids_matching(f" {names['group']} "):
             with _suppress():
                 os.kill(pid, signal.SIGKILL)
-        api.set_paused(was_paused)
+        api.set_paused(DAG_ID, was_paused)
         cleanup(stack, [names["in"], names["out"]], [f"/checkpoints/wordcount_stream/{names['group']}"])
