@@ -98,7 +98,7 @@ class AirflowClient:
             elif now - quiet_since >= quiet_s:
                 return ended
             if now > deadline:
-                raise TimeoutError(
+                raise RuntimeError(
                     f"{dag_id}: runs kept starting for {timeout:.0f} s although the DAG is paused: {ended}"
                 )
             sleep(1.0)

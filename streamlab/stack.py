@@ -894,7 +894,7 @@ def _start_platform_dags(cfg: StackConfig, timeout: float, provision: bool) -> N
         say("topics provisioned")
     streaming = client.dag(STREAMING_DAG)
     if streaming is not None:
-        say(f"{STREAMING_DAG}: {'paused (unpause it in the UI)' if streaming['is_paused'] else 'running under the scheduler'}")
+        say(f"{STREAMING_DAG}: {'paused (`make stream-start` runs it)' if streaming['is_paused'] else 'running under the scheduler'}")
 
 
 def stream(cfg: StackConfig, action: str) -> None:
@@ -911,7 +911,7 @@ def stream(cfg: StackConfig, action: str) -> None:
         else:
             client.set_paused(STREAMING_DAG, False)
             say(f"{STREAMING_DAG} unpaused: a run starts within seconds, resuming from its checkpoint")
-    except TimeoutError as exc:
+    except RuntimeError as exc:  # runs kept starting
         raise StackError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:  # HTTP errors are OSErrors
         raise StackError(
