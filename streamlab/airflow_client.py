@@ -58,6 +58,9 @@ class AirflowClient:
     def trigger(self, dag_id: str, conf: dict | None = None) -> dict:
         return self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
 
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.patch(f"/dags/{dag_id}", {"is_paused": paused})
 

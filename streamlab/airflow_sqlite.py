@@ -40,4 +40,4 @@ class SavepointSafeConnection(sqlite3.Connection):
 
 
 CONNECT_ARGS: dict[str, object] = {"timeout": LOCK_WAIT_S, "factory": SavepointSafeConnection}
-CONNECT_ARGS_ASYNC: dict[str, object] = {"timeout": LOCK_WAIT_S, "factory": SavepointSafeConnection}
+CONNECT_ARGS_ASYNC: dict[str, object] = dict(CONNECT_ARGS)  # aiosqlite hands both to sqlite3.connect

@@ -879,7 +879,7 @@ def _start_platform_dags(cfg: StackConfig, timeout: float, provision: bool) -> N
         say(f"provisioning Kafka topics from dags/topics.yaml (DAG {PROVISION_DAG})")
         run_id = client.trigger(PROVISION_DAG)["dag_run_id"]
         while True:
-            state = client.get(f"/dags/{PROVISION_DAG}/dagRuns/{run_id}")["state"]
+            state = client.run_state(PROVISION_DAG, run_id)
             if state in ("success", "failed"):
                 break
             if time.monotonic() > deadline:

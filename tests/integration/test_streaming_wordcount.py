@@ -372,9 +372,6 @@ def test_bad_input_never_stops_the_job(stack, names, job_and_output):
 class AirflowApi(AirflowClient):
     """The stack's REST API, for the streaming DAG."""
 
-    def run_state(self, run_id: str) -> str:
-        return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
-
     def task_try_number(self, run_id: str) -> int:
         return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/wordcount_stream")["try_number"]
 
@@ -444,7 +441,7 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
         assert run_id in api.stop_dag(DAG_ID)
         wait_until(lambda: not pids_in_group(pgid), 60, f"process group {pgid} to be gone")
         assert not pids_matching(f" {names['group']} "), "a process of the job outlived its task"
-        assert api.run_state(run_id) == "failed"
+        assert api.run_state(DAG_ID, run_id) == "failed"
     finally:
         output.close()
         for pid in pids_matching(f" {names['group']} "):
