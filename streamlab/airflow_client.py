@@ -5,20 +5,27 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
+from streamlab.airflow_sqlite import LOCK_WAIT_S
 from streamlab.config import StackConfig
+
+# How long one request may take. The local api-server writes to SQLite, and a write waits up to
+# LOCK_WAIT_S for the lock while the scheduler and running tasks write too (CI saw a task
+# heartbeat take 14 s, and a call of `make up` go past 30 s with two stacks on 2 cores). Giving up
+# before the server does would turn a slow success into an error, and an ambiguous one: a POST
+# that timed out may still have created its run.
+REQUEST_TIMEOUT_S = LOCK_WAIT_S + 30
 
 
 class AirflowClient:
-    def __init__(self, cfg: StackConfig, timeout: float = 30):
+    def __init__(self, cfg: StackConfig, timeout: float = REQUEST_TIMEOUT_S):
         self.base = cfg.airflow_url
         self.timeout = timeout
         user, password = cfg.admin_credentials()
-        token = self._call(
-            "POST", "/auth/token", {"username": user, "password": password}, auth=False
-        )
+        token = self._call("POST", "/auth/token", {"username": user, "password": password}, auth=False)
         self.token = token["access_token"]
 
     def _call(self, method: str, path: str, body: dict | None = None, auth: bool = True):
@@ -31,11 +38,19 @@ class AirflowClient:
             headers=headers,
             method=method,
         )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            return json.loads(resp.read() or b"null")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except TimeoutError:
+            raise TimeoutError(f"{method} {path}: no answer within {self.timeout:g} s") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):  # a connect timeout comes wrapped
+                raise TimeoutError(f"{method} {path}: no answer within {self.timeout:g} s") from None
+            raise
 
-    def get(self, path: str):
-        return self._call("GET", f"/api/v2{path}")
+    def get(self, path: str, **params):
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""  # a date's "+" must be encoded
+        return self._call("GET", f"/api/v2{path}{query}")
 
     def post(self, path: str, body: dict):
         return self._call("POST", f"/api/v2{path}", body)
@@ -52,8 +67,7 @@ class AirflowClient:
             raise
 
     def runs(self, dag_id: str, **params) -> list[dict]:
-        query = "&".join(f"{k}={v}" for k, v in {"order_by": "-start_date", **params}.items())
-        return self.get(f"/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+        return self.get(f"/dags/{dag_id}/dagRuns", **{"order_by": "-start_date", **params})["dag_runs"]
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> dict:
         return self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})

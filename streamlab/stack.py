@@ -860,7 +860,19 @@ def start_platform_dags(cfg: StackConfig, timeout: float = 180, provision: bool 
     try:
         _start_platform_dags(cfg, timeout, provision)
     except (OSError, ValueError, KeyError) as exc:  # HTTP errors are OSErrors
-        raise StackError(f"could not talk to Airflow's REST API at {cfg.airflow_url}: {exc}") from None
+        raise rest_api_error(cfg, exc) from None
+
+
+def rest_api_error(cfg: StackConfig, exc: Exception) -> StackError:
+    if isinstance(exc, TimeoutError):
+        return StackError(
+            f"Airflow's REST API at {cfg.airflow_url} did not answer in time ({exc}). If `make status` "
+            f"shows it healthy, it is busy: see {cfg.log_dir / 'airflow-api-server.log'}, then run the "
+            "command again."
+        )
+    return StackError(
+        f"could not talk to Airflow's REST API at {cfg.airflow_url}: {exc}; is the stack up (`make status`)?"
+    )
 
 
 def _start_platform_dags(cfg: StackConfig, timeout: float, provision: bool) -> None:
@@ -914,9 +926,7 @@ def stream(cfg: StackConfig, action: str) -> None:
     except RuntimeError as exc:  # runs kept starting
         raise StackError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:  # HTTP errors are OSErrors
-        raise StackError(
-            f"could not talk to Airflow's REST API at {cfg.airflow_url}: {exc}; is the stack up (`make status`)?"
-        ) from None
+        raise rest_api_error(cfg, exc) from None
 
 
 def wait_healthy(cfg: StackConfig, deadline: float) -> None:

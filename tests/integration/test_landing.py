@@ -29,6 +29,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from streamlab.airflow_client import AirflowClient
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -371,19 +373,12 @@ def test_undecodable_records_go_to_quarantine_and_are_counted(stack, new_topic, 
 # ---- through Airflow ----------------------------------------------------------------------------
 
 
-class Airflow:
+class Airflow(AirflowClient):
     """`bin/airflow` for triggering (as a user would), the REST API for polling and XCom."""
 
     def __init__(self, stack):
-        import requests
-
-        self.stack, self.requests = stack, requests
-        user, password = stack.admin_credentials()
-        r = requests.post(
-            f"{stack.airflow_url}/auth/token", json={"username": user, "password": password}, timeout=30
-        )
-        r.raise_for_status()
-        self.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        super().__init__(stack)
+        self.stack = stack
 
     def cli(self, *args: str, timeout: float = 180) -> str:
         proc = subprocess.run(
@@ -395,24 +390,11 @@ class Airflow:
         )
         return proc.stdout
 
-    def get(self, path: str, **params) -> dict:
-        url = f"{self.stack.airflow_url}/api/v2/{path}"
-        r = self.requests.get(url, params=params, headers=self.headers, timeout=30)
-        r.raise_for_status()
-        return r.json()
-
     def wait_for_dag(self, dag_id: str, timeout: float = 300) -> None:
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                self.get(f"dags/{dag_id}")
-                return
-            except Exception:
-                time.sleep(5)
-        raise AssertionError(f"DAG {dag_id} not parsed within {timeout} s")
-
-    def run_state(self, dag_id: str, run_id: str) -> str:
-        return self.get(f"dags/{dag_id}/dagRuns/{run_id}")["state"]
+        while self.dag(dag_id) is None:
+            assert time.time() < deadline, f"DAG {dag_id} not parsed within {timeout} s"
+            time.sleep(5)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         deadline = time.time() + timeout
@@ -424,7 +406,7 @@ class Airflow:
         raise AssertionError(f"{dag_id} {run_id} still running after {timeout} s")
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
-        return self.get(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")["value"]
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")["value"]
 
 
 def _spark_submit_pids(run_id: str) -> list[int]:
@@ -468,7 +450,7 @@ def test_airflow_triggered_landings_one_killed_half_way(stack, new_topic, webhdf
         [t] = report["topics"]
         assert {p["lag_after"] for p in t["partitions"]} == {0}
         check_exactly_once(webhdfs, topic, produced, complete=True)
-    tries = af.get(f"dags/kafka_to_hdfs_landing/dagRuns/it-{topic}-1/taskInstances/land")["try_number"]
+    tries = af.get(f"/dags/kafka_to_hdfs_landing/dagRuns/it-{topic}-1/taskInstances/land")["try_number"]
     assert tries >= 2, "the killed attempt should have been retried"
 
 
@@ -519,7 +501,7 @@ def test_three_day_backfill_matches_an_independent_count(stack, new_topic, webhd
         deadline = time.time() + 600
         while any(
             b["completed_at"] is None
-            for b in af.get("backfills", dag_id="hdfs_batch_reprocessing")["backfills"]
+            for b in af.get("/backfills", dag_id="hdfs_batch_reprocessing")["backfills"]
         ):
             assert time.time() < deadline, "a previous backfill of hdfs_batch_reprocessing never completed"
             time.sleep(5)
@@ -532,7 +514,7 @@ def test_three_day_backfill_matches_an_independent_count(stack, new_topic, webhd
         for day in [d for d in days if start <= d <= end]:
             while True:
                 runs = af.get(
-                    "dags/hdfs_batch_reprocessing/dagRuns",
+                    "/dags/hdfs_batch_reprocessing/dagRuns",
                     run_type="backfill",
                     order_by="-start_date",
                     logical_date_gte=day.isoformat(),

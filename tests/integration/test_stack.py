@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streamlab.airflow_client import REQUEST_TIMEOUT_S
 from tests.conftest import REPO, isolated_env, run_stack
 
 pytestmark = pytest.mark.integration
@@ -89,7 +90,7 @@ def airflow_token(stack) -> str:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
         return json.loads(resp.read())["access_token"]
 
 
@@ -125,12 +126,12 @@ def test_webhdfs_create_list_read(stack):
 
 def test_airflow_rest_api_accepts_the_printed_admin_credentials(stack):
     with pytest.raises(urllib.error.HTTPError) as denied:
-        urllib.request.urlopen(f"{stack.airflow_url}/api/v2/dags", timeout=30)
+        urllib.request.urlopen(f"{stack.airflow_url}/api/v2/dags", timeout=REQUEST_TIMEOUT_S)
     assert denied.value.code == 401
     req = urllib.request.Request(
         f"{stack.airflow_url}/api/v2/dags", headers={"Authorization": f"Bearer {airflow_token(stack)}"}
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
         body = json.loads(resp.read())
     assert resp.status == 200 and "dags" in body
     health = json.loads(urllib.request.urlopen(f"{stack.airflow_url}/api/v2/monitor/health").read())

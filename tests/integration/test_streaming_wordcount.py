@@ -398,7 +398,7 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
     """kill -9 the driver: the DAG's retries bring it back, counts stay exact; marking the run
     failed kills the task's whole process group (task runner, spark-submit JVM, python driver)."""
     create_topics(stack, names["in"], names["out"], compacted=(names["out"],))
-    api = AirflowApi(stack, timeout=60)
+    api = AirflowApi(stack)
     was_paused = api.dag(DAG_ID)["is_paused"]
     output = LatestValues(stack, names["out"])
     # Free the single run slot: pause (no new continuous run), end the current run.

@@ -1,6 +1,9 @@
-"""AirflowClient.stop_dag against a fake REST API whose scheduler races the pause."""
+"""AirflowClient: stop_dag against a fake REST API whose scheduler races the pause; the errors a
+slow or absent api-server gives."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +62,76 @@ def test_stop_dag_gives_up_when_runs_keep_starting():
     api = FakeAirflow(active=[], late_runs={i: [f"r{i}"] for i in range(1000)})
     with pytest.raises(RuntimeError, match="runs kept starting"):
         api.stop_dag("d", quiet_s=10, timeout=60, clock=lambda: api.now, sleep=api.sleep)
+
+
+@pytest.fixture
+def held_api():
+    """An api-server that answers /auth/token at once and holds every GET, as a SQLite write
+    waiting for its lock holds the request."""
+    import http.server
+    import json
+    import threading
+
+    release = threading.Event()
+
+    class Held(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"access_token": "t"}).encode()
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            release.wait(10)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield stack_cfg(f"http://127.0.0.1:{server.server_port}")
+    release.set()
+    server.shutdown()
+
+
+def stack_cfg(airflow_url: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        airflow_url=airflow_url, admin_credentials=lambda: ("admin", "pw"), log_dir=Path("/state/log")
+    )
+
+
+def test_a_request_past_the_timeout_names_the_call_and_the_wait(held_api):
+    from streamlab.stack import rest_api_error
+
+    client = AirflowClient(held_api, timeout=0.5)
+    with pytest.raises(TimeoutError, match=r"^GET /api/v2/dags/d: no answer within 0.5 s$") as timed_out:
+        client.dag("d")
+    message = str(rest_api_error(held_api, timed_out.value))
+    assert "did not answer in time (GET /api/v2/dags/d: no answer within 0.5 s)" in message
+    assert "/state/log/airflow-api-server.log" in message
+
+
+def test_the_default_wait_outlasts_the_servers_wait_for_the_sqlite_lock():
+    from streamlab.airflow_client import REQUEST_TIMEOUT_S
+    from streamlab.airflow_sqlite import LOCK_WAIT_S
+
+    assert AirflowClient.__init__.__defaults__ == (REQUEST_TIMEOUT_S,)
+    assert REQUEST_TIMEOUT_S > LOCK_WAIT_S  # the server answers (or fails the write) first
+
+
+def test_stream_stop_with_the_stack_down_says_to_check_it():
+    import socket
+
+    from streamlab.stack import StackError, stream
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        StackError, match=r"could not talk to Airflow's REST API .*Connection refused.*make status"
+    ):
+        stream(stack_cfg(f"http://127.0.0.1:{port}"), "stop")
