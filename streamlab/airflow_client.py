@@ -41,10 +41,9 @@ class AirflowClient:
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read() or b"null")
-        except TimeoutError:
-            raise TimeoutError(f"{method} {path}: no answer within {self.timeout:g} s") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):  # a connect timeout comes wrapped
+        except (TimeoutError, urllib.error.URLError) as exc:
+            # A read timeout comes bare, a connect timeout wrapped in URLError.
+            if isinstance(exc, TimeoutError) or isinstance(exc.reason, TimeoutError):
                 raise TimeoutError(f"{method} {path}: no answer within {self.timeout:g} s") from None
             raise
 

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamlab.airflow_client import REQUEST_TIMEOUT_S
+from streamlab.airflow_client import REQUEST_TIMEOUT_S, AirflowClient
 from tests.conftest import REPO, isolated_env, run_stack
 
 pytestmark = pytest.mark.integration
@@ -82,18 +82,6 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def airflow_token(stack) -> str:
-    user, password = stack.admin_credentials()
-    req = urllib.request.Request(
-        f"{stack.airflow_url}/auth/token",
-        data=json.dumps({"username": user, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
-        return json.loads(resp.read())["access_token"]
-
-
 def test_kafka_independent_client_creates_produces_consumes(stack):
     topic = f"it-{uuid.uuid4().hex[:8]}"
     create_topic(stack.kafka_bootstrap, topic)
@@ -129,7 +117,7 @@ def test_airflow_rest_api_accepts_the_printed_admin_credentials(stack):
         urllib.request.urlopen(f"{stack.airflow_url}/api/v2/dags", timeout=REQUEST_TIMEOUT_S)
     assert denied.value.code == 401
     req = urllib.request.Request(
-        f"{stack.airflow_url}/api/v2/dags", headers={"Authorization": f"Bearer {airflow_token(stack)}"}
+        f"{stack.airflow_url}/api/v2/dags", headers={"Authorization": f"Bearer {AirflowClient(stack).token}"}
     )
     with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
         body = json.loads(resp.read())
