@@ -36,6 +36,7 @@ PORT_DEFAULTS: dict[str, tuple[int, str]] = {
     "datanode_http": (9864, "HDFS DataNode web"),
     "datanode_ipc": (9867, "HDFS DataNode IPC"),
     "airflow_api": (8080, "Airflow api-server"),
+    "airflow_execution_api": (8084, "Airflow execution API (task runners)"),
     # cluster profile only
     "kafka_2": (9094, "Kafka broker 2"),
     "kafka_controller_2": (9095, "Kafka KRaft controller 2"),
@@ -198,6 +199,10 @@ class StackConfig:
     def airflow_url(self) -> str:
         return f"http://{HOST}:{self.ports['airflow_api']}"
 
+    @property
+    def airflow_execution_url(self) -> str:
+        return f"http://{HOST}:{self.ports['airflow_execution_api']}"
+
     # ---- folders ------------------------------------------------------------------------
     @property
     def conf_dir(self) -> Path:
@@ -311,7 +316,7 @@ class StackConfig:
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
                 "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_execution_url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
                     self.admin_password_file

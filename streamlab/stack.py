@@ -549,6 +549,15 @@ def airflow_component_health(component: str) -> Callable[[StackConfig], tuple[bo
     return check
 
 
+def execution_api_health(cfg: StackConfig) -> tuple[bool, str]:
+    url = f"{cfg.airflow_execution_url}/execution/health"
+    try:
+        status = _http_json(url, timeout=15).get("status")
+    except (OSError, ValueError) as exc:
+        return False, f"not answering ({exc})"
+    return status == "healthy", f"{url.removesuffix('/health')} {status}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Services
 # ---------------------------------------------------------------------------------------------
@@ -625,14 +634,28 @@ def services(cfg: StackConfig) -> list[Service]:
             ),
         ]
     result += [
+        # Two api-servers: the UI + REST API, and the execution API that task runners call. In one
+        # process, on SQLite, they deadlock: a REST write logs the action with a synchronous commit
+        # on the event loop, which then waits for the write lock held by a task's request (e.g. its
+        # rendered fields), whose own commit needs that event loop. Both hung for the whole 120 s
+        # lock wait and failed in CI. In separate processes the waits are plain lock waits.
         Service(
             "airflow-api-server",
             ("airflow_api",),
             lambda cfg, java: [
-                str(cfg.venv_bin / "airflow"), "api-server", "--host", HOST,
+                str(cfg.venv_bin / "airflow"), "api-server", "--apps", "core", "--host", HOST,
                 "--port", str(cfg.ports["airflow_api"]), "--workers", "1",
             ],  # fmt: skip
             airflow_component_health("api-server"),
+        ),
+        Service(
+            "airflow-execution-api",
+            ("airflow_execution_api",),
+            lambda cfg, java: [
+                str(cfg.venv_bin / "airflow"), "api-server", "--apps", "execution", "--host", HOST,
+                "--port", str(cfg.ports["airflow_execution_api"]), "--workers", "1",
+            ],  # fmt: skip
+            execution_api_health,
         ),
         # The log servers bind every interface; LocalExecutor logs are local files the
         # api-server reads directly, so they are not needed.

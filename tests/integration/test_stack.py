@@ -101,6 +101,17 @@ def test_up_provisioned_the_topics_file(stack):
         assert len(md.topics[topic["name"]].partitions) == topic["partitions"]
 
 
+def test_task_runners_call_the_execution_api_process_not_the_rest_api_one(stack):
+    """In one api-server process a REST write and a task's request deadlocked on SQLite (see
+    streamlab/stack.py); `up` ran kafka_topics_provision, so its task's calls show where they went."""
+    execution_log = (stack.log_dir / "airflow-execution-api.log").read_text()
+    rest_log = (stack.log_dir / "airflow-api-server.log").read_text()
+    assert "path=/execution/task-instances/" in execution_log
+    assert "path=/api/v2/" not in execution_log
+    assert "path=/api/v2/dags/kafka_topics_provision/dagRuns" in rest_log  # up's trigger
+    assert "path=/execution/" not in rest_log
+
+
 def test_webhdfs_create_list_read(stack):
     folder = f"/it/{uuid.uuid4().hex[:8]}"
     webhdfs(stack, "PUT", folder, "MKDIRS")
