@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,18 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamlab.config import PORT_DEFAULTS, StackConfig  # noqa: E402
+from streamlab.config import PORT_DEFAULTS, StackConfig, free_ports  # noqa: E402
 from streamlab.stack import descendants, running_pid, services, stack_pids  # noqa: E402
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def timed(cmd: str, env: dict[str, str]) -> float:

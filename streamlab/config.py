@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,32 @@ PORT_DEFAULTS: dict[str, tuple[int, str]] = {
 PROFILES = ("local", "cluster")
 
 HOST = "127.0.0.1"  # every server of the local stack listens on loopback only
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports free on HOST now, for an isolated stack (tests, benchmarks).
+
+    They are drawn below the kernel's ephemeral range. A port from that range (bind to port 0)
+    can go to another process's outgoing connection before the service meant to get it binds:
+    a Kafka broker of the cluster profile lost its port that way in a full test run.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports on {HOST} below {low}")
 
 
 def _env_port(name: str) -> int | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,18 +21,6 @@ import pytest
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def run_stack(command: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
@@ -48,7 +35,7 @@ def isolated_env(home: Path, start_dags: bool = False) -> dict[str, str]:
 
     Extra stacks made by error-path tests skip the platform DAGs (topics, streaming) to stay light.
     """
-    from streamlab.config import PORT_DEFAULTS
+    from streamlab.config import PORT_DEFAULTS, free_ports
 
     env = dict(os.environ)
     env["STREAMLAB_HOME"] = str(home)
