@@ -13,18 +13,17 @@ ifdef PROFILE
 export STREAMLAB_PROFILE := $(PROFILE)
 endif
 
-.PHONY: help up down status clean deps venv test test-unit lint demo bench stream-stop stream-start
+.PHONY: prereqs help up down status clean deps venv test test-unit lint demo bench stream-stop stream-start
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): requirements.txt constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || \
-	  { echo "Python 3.10 or newer is needed (found: $$($(PYTHON) --version 2>&1)). Set PYTHON=..."; exit 1; }
-	@command -v krb5-config >/dev/null || \
-	  { echo "Missing krb5-config: the HDFS provider's gssapi dependency builds against it."; \
-	    echo "Install it first: apt-get install -y libkrb5-dev   (see README, Prerequisites)"; exit 1; }
-	@echo "[streamlab] creating $(VENV) and installing requirements.txt (first time: ~4 min)"
+# System packages first (apt as root; otherwise the one command to run), then the venv.
+prereqs: ## check (and as root, install) the system packages: JDK 17, Maven, libkrb5-dev, ...
+	@$(PYTHON) -m streamlab.prereqs
+
+$(VENV_STAMP): requirements.txt constraints.txt | prereqs
+	@echo "[streamlab] creating $(VENV) and installing requirements.txt (first time: ~4 min; one line per package)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off -q --upgrade pip
 	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt
@@ -32,7 +31,7 @@ $(VENV_STAMP): requirements.txt constraints.txt
 
 venv: $(VENV_STAMP) ## create the virtualenv with the pinned Python packages
 
-deps: venv ## install everything (venv + Kafka/Hadoop/Spark-connector jars from Maven)
+deps: prereqs venv ## install everything (venv + Kafka/Hadoop/Spark-connector jars from Maven)
 	@$(PY) -m streamlab.deps
 
 up: deps ## install what is missing, start Kafka, HDFS and Airflow, wait until healthy

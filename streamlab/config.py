@@ -37,8 +37,8 @@ PORT_DEFAULTS: dict[str, tuple[int, str]] = {
     "datanode": (9866, "HDFS DataNode data transfer"),
     "datanode_http": (9864, "HDFS DataNode web"),
     "datanode_ipc": (9867, "HDFS DataNode IPC"),
+    "postgres": (5432, "PostgreSQL (Airflow metadata database)"),
     "airflow_api": (8080, "Airflow api-server"),
-    "airflow_execution_api": (8084, "Airflow execution API (task runners)"),
     # cluster profile only
     "kafka_2": (9094, "Kafka broker 2"),
     "kafka_controller_2": (9095, "Kafka KRaft controller 2"),
@@ -227,9 +227,9 @@ class StackConfig:
     def airflow_url(self) -> str:
         return f"http://{HOST}:{self.ports['airflow_api']}"
 
-    @property
-    def airflow_execution_url(self) -> str:
-        return f"http://{HOST}:{self.ports['airflow_execution_api']}"
+    def metadata_db_url(self, password: str) -> str:
+        """Airflow's metadata database: the stack's PostgreSQL (streamlab.postgres)."""
+        return f"postgresql+psycopg2://airflow:{password}@{HOST}:{self.ports['postgres']}/airflow"
 
     # ---- folders ------------------------------------------------------------------------
     @property
@@ -247,10 +247,6 @@ class StackConfig:
     @property
     def airflow_home(self) -> Path:
         return self.home / "airflow"
-
-    @property
-    def airflow_db(self) -> Path:
-        return self.airflow_home / "airflow.db"
 
     def jars(self, group: str) -> Path:
         """Folder of one resolved classpath: kafka, hadoop or spark-kafka."""
@@ -297,17 +293,21 @@ class StackConfig:
 
     def secrets(self) -> dict[str, str]:
         """Per-stack generated keys, created once and kept in the state folder."""
-        path = self.airflow_home / "secrets.json"
-        if path.exists():
-            return json.loads(path.read_text())
         import base64
         import secrets as _secrets
 
-        values = {
-            "fernet_key": base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode(),
-            "jwt_secret": _secrets.token_urlsafe(32),
-            "api_secret_key": _secrets.token_urlsafe(32),
+        path = self.airflow_home / "secrets.json"
+        values = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {
+            "fernet_key": lambda: base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode(),
+            "jwt_secret": lambda: _secrets.token_urlsafe(32),
+            "api_secret_key": lambda: _secrets.token_urlsafe(32),
+            "postgres_password": lambda: _secrets.token_hex(24),  # hex: safe inside a URL
         }
+        if set(wanted) <= set(values):
+            return values
+        for key, make in wanted.items():
+            values.setdefault(key, make())
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(values))
@@ -344,18 +344,12 @@ class StackConfig:
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
                 "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_execution_url}/execution/",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
                     self.admin_password_file
                 ),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_db}",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": (
-                    "streamlab.airflow_sqlite.CONNECT_ARGS"
-                ),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": (
-                    "streamlab.airflow_sqlite.CONNECT_ARGS_ASYNC"
-                ),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_db_url(s["postgres_password"]),
                 "AIRFLOW__API__HOST": HOST,
                 "AIRFLOW__API__PORT": str(self.ports["airflow_api"]),
                 "AIRFLOW__API__BASE_URL": self.airflow_url,

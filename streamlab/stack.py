@@ -1,4 +1,4 @@
-"""The local stack: real Kafka (KRaft), HDFS (NameNode + DataNode) and Airflow 3, as processes.
+"""The local stack: real Kafka (KRaft), HDFS (NameNode + DataNode), PostgreSQL and Airflow 3, as processes.
 
     python -m streamlab.stack up      # install-free start; idempotent; waits on health checks
     python -m streamlab.stack status  # health of every service
@@ -22,7 +22,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamlab import postgres
 from streamlab.config import HOST, PORT_DEFAULTS, REPO, DataNode, KafkaNode, StackConfig
 
 
@@ -549,13 +549,8 @@ def airflow_component_health(component: str) -> Callable[[StackConfig], tuple[bo
     return check
 
 
-def execution_api_health(cfg: StackConfig) -> tuple[bool, str]:
-    url = f"{cfg.airflow_execution_url}/execution/health"
-    try:
-        status = _http_json(url, timeout=15).get("status")
-    except (OSError, ValueError) as exc:
-        return False, f"not answering ({exc})"
-    return status == "healthy", f"{url.removesuffix('/health')} {status}"
+def postgres_health(cfg: StackConfig) -> tuple[bool, str]:
+    return postgres.health(cfg, cfg.secrets()["postgres_password"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,7 +562,18 @@ class Service:
     ports: tuple[str, ...]  # keys of StackConfig.ports this service listens on
     command: Callable[[StackConfig, str], list[str]]
     health: Callable[[StackConfig], tuple[bool, str]]
+    stop_tier: int  # `down` stops tier 0 first; a tier stops all at once
     stop_timeout: float = 20.0
+    uses_metadata_db: bool = False  # started once PostgreSQL answers and Airflow's schema is migrated
+    stop_signal: int = signal.SIGTERM
+    signal_group: bool = True  # the stop signal goes to its whole process group
+    run_as: Callable[[], object] | None = None  # pwd entry of another account, or None
+    before_start: Callable[[StackConfig], None] | None = None
+
+
+# Stop order: Airflow first (it may be running Spark jobs), then Spark, HDFS, Kafka, and
+# PostgreSQL last (Airflow writes to it until it stops).
+TIER_AIRFLOW, TIER_SPARK, TIER_DATANODE, TIER_NAMENODE, TIER_KAFKA, TIER_POSTGRES = range(6)
 
 
 def _airflow(*args: str) -> Callable[[StackConfig, str], list[str]]:
@@ -579,12 +585,29 @@ def services(cfg: StackConfig) -> list[Service]:
     heap = "384m" if cfg.cluster else "512m"
     result = [
         Service(
+            "postgres",
+            ("postgres",),
+            lambda cfg, java: postgres.command(cfg),
+            postgres_health,
+            TIER_POSTGRES,
+            stop_timeout=30,
+            # SIGINT to the postmaster alone is PostgreSQL's "fast" shutdown; its children stop
+            # on their own, in order. SIGTERM to the group would stop them out of order.
+            stop_signal=signal.SIGINT,
+            signal_group=False,
+            run_as=postgres.server_user,
+            before_start=postgres.wait_for_old_server,
+        )
+    ]
+    result += [
+        Service(
             node.service,
             (node.port, node.controller_port),
             lambda cfg, java, node=node: kafka_java_cmd(
                 cfg, java, "kafka.Kafka", str(server_properties(cfg, node)), heap=heap
             ),
             kafka_health(node.node_id),
+            TIER_KAFKA,
             stop_timeout=30,
         )
         for node in cfg.kafka_nodes
@@ -597,6 +620,7 @@ def services(cfg: StackConfig) -> list[Service]:
                 cfg, java, "org.apache.hadoop.hdfs.server.namenode.NameNode", heap="384m"
             ),
             namenode_health,
+            TIER_NAMENODE,
         )
     )
     result += [
@@ -607,6 +631,7 @@ def services(cfg: StackConfig) -> list[Service]:
                 cfg, java, "org.apache.hadoop.hdfs.server.datanode.DataNode", heap="256m", conf_name=dn.conf
             ),
             datanode_health(dn),
+            TIER_DATANODE,
         )
         for dn in cfg.datanodes
     ]
@@ -621,6 +646,7 @@ def services(cfg: StackConfig) -> list[Service]:
                     "--port", str(cfg.ports["spark_master"]), "--webui-port", str(cfg.ports["spark_master_ui"]),
                 ],  # fmt: skip
                 spark_master_health,
+                TIER_SPARK,
             ),
             Service(
                 "spark-worker",
@@ -631,45 +657,39 @@ def services(cfg: StackConfig) -> list[Service]:
                     "--work-dir", str(cfg.home / "data" / "spark-work"), cfg.spark_master_url,
                 ],  # fmt: skip
                 spark_worker_health,
+                TIER_SPARK,
             ),
         ]
     result += [
-        # Two api-servers: the UI + REST API, and the execution API that task runners call. In one
-        # process, on SQLite, they deadlock: a REST write logs the action with a synchronous commit
-        # on the event loop, which then waits for the write lock held by a task's request (e.g. its
-        # rendered fields), whose own commit needs that event loop. Both hung for the whole 120 s
-        # lock wait and failed in CI. In separate processes the waits are plain lock waits.
+        # One api-server serves the UI, the REST API and the execution API that task runners call.
         Service(
             "airflow-api-server",
             ("airflow_api",),
-            lambda cfg, java: [
-                str(cfg.venv_bin / "airflow"), "api-server", "--apps", "core", "--host", HOST,
-                "--port", str(cfg.ports["airflow_api"]), "--workers", "1",
-            ],  # fmt: skip
+            _airflow("api-server", "--host", HOST, "--port", str(cfg.ports["airflow_api"]), "--workers", "1"),
             airflow_component_health("api-server"),
-        ),
-        Service(
-            "airflow-execution-api",
-            ("airflow_execution_api",),
-            lambda cfg, java: [
-                str(cfg.venv_bin / "airflow"), "api-server", "--apps", "execution", "--host", HOST,
-                "--port", str(cfg.ports["airflow_execution_api"]), "--workers", "1",
-            ],  # fmt: skip
-            execution_api_health,
+            TIER_AIRFLOW,
+            uses_metadata_db=True,
         ),
         # The log servers bind every interface; LocalExecutor logs are local files the
         # api-server reads directly, so they are not needed.
         Service("airflow-scheduler", (), _airflow("scheduler", "--skip-serve-logs"),
-                airflow_component_health("scheduler")),  # fmt: skip
+                airflow_component_health("scheduler"), TIER_AIRFLOW, uses_metadata_db=True),  # fmt: skip
         Service("airflow-dag-processor", (), _airflow("dag-processor"),
-                airflow_component_health("dag_processor")),  # fmt: skip
+                airflow_component_health("dag_processor"), TIER_AIRFLOW, uses_metadata_db=True),  # fmt: skip
         Service("airflow-triggerer", (), _airflow("triggerer", "--skip-serve-logs"),
-                airflow_component_health("triggerer")),  # fmt: skip
+                airflow_component_health("triggerer"), TIER_AIRFLOW, uses_metadata_db=True),  # fmt: skip
     ]
     return result
 
 
-def start_process(cfg: StackConfig, name: str, cmd: list[str]) -> int:
+def _as_user(user) -> dict:
+    """Popen arguments that run a child as `user` (a pwd entry), without root's groups."""
+    if user is None:
+        return {}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def start_process(cfg: StackConfig, name: str, cmd: list[str], user=None) -> int:
     log = cfg.log_dir / f"{name}.log"
     with open(log, "ab") as out:
         out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
@@ -682,12 +702,13 @@ def start_process(cfg: StackConfig, name: str, cmd: list[str]) -> int:
             cwd=cfg.home,
             env=cfg.env(),
             start_new_session=True,  # own process group: one signal reaches all its children
+            **_as_user(user),
         )
     _pid_file(cfg, name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
     return proc.pid
 
 
-def _run_step(cfg: StackConfig, name: str, cmd: list[str], timeout: float) -> None:
+def _run_step(cfg: StackConfig, name: str, cmd: list[str], timeout: float = 120, user=None) -> None:
     """A one-shot setup command (format, migrate) with its output kept in a log."""
     log = cfg.log_dir / f"{name}.log"
     with open(log, "ab") as out:
@@ -696,7 +717,7 @@ def _run_step(cfg: StackConfig, name: str, cmd: list[str], timeout: float) -> No
         try:
             rc = subprocess.run(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=cfg.home, env=cfg.env(), timeout=timeout,
+                cwd=cfg.home, env=cfg.env(), timeout=timeout, **_as_user(user),
             ).returncode  # fmt: skip
         except subprocess.TimeoutExpired:
             rc = "timeout"
@@ -709,6 +730,10 @@ def _run_step(cfg: StackConfig, name: str, cmd: list[str], timeout: float) -> No
 # ---------------------------------------------------------------------------------------------
 def format_storage(cfg: StackConfig, java: str) -> None:
     data = cfg.home / "data"
+    postgres.initdb(
+        cfg, cfg.secrets()["postgres_password"],
+        lambda name, cmd, user: _run_step(cfg, name, cmd, user=user), say,
+    )  # fmt: skip
     for node in cfg.kafka_nodes:
         kafka_dir = kafka_data_dir(cfg, node)
         if not (kafka_dir / "meta.properties").exists():
@@ -764,32 +789,17 @@ def new_cluster_id() -> str:
 
 
 def migrate_airflow_db(cfg: StackConfig) -> None:
+    """Create Airflow's database in PostgreSQL if needed, and bring its schema to this Airflow."""
     import airflow
 
     stamp = cfg.airflow_home / ".migrated"
-    if not (stamp.exists() and stamp.read_text() == airflow.__version__):
+    created = postgres.ensure_database(cfg, cfg.secrets()["postgres_password"])
+    if created or not (stamp.exists() and stamp.read_text() == airflow.__version__):
         say(f"migrating the Airflow {airflow.__version__} metadata database")
         _run_step(
             cfg, "airflow-db-migrate", [str(cfg.venv_bin / "airflow"), "db", "migrate"], timeout=300
         )
         stamp.write_text(airflow.__version__)
-    use_wal_journal(cfg.airflow_db)
-
-
-def use_wal_journal(db: Path) -> None:
-    """Put a SQLite database in write-ahead-log mode (it stays so; the mode is kept in the file).
-
-    In the default rollback-journal mode a reader blocks a writer, so the scheduler's and the
-    api-server's reads made CLI writes wait past their timeout. With WAL, readers and the one
-    writer go on side by side. Done while no Airflow process runs: the switch needs the file alone.
-    """
-    with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if mode.lower() != "wal":
-        raise StackError(
-            f"could not put {db} in WAL mode (SQLite answered journal_mode={mode}); "
-            "an Airflow process still has it open: run `make down`, then `make up`"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -842,23 +852,33 @@ def up(cfg: StackConfig, timeout: float) -> None:
 
     java = java_binary()
     check_jars(cfg)
-    cfg.save()
-    write_configs(cfg)
-    to_start = [s for s in services(cfg) if not running_pid(cfg, s.name)]
-    check_ports(cfg, to_start)
-    format_storage(cfg, java)
-    cfg.secrets()
+    try:
+        postgres.check_data_dir(cfg)
+        cfg.save()
+        write_configs(cfg)
+        to_start = [s for s in services(cfg) if not running_pid(cfg, s.name)]
+        check_ports(cfg, to_start)
+        format_storage(cfg, java)
+    except postgres.PostgresError as exc:
+        raise StackError(str(exc)) from None
 
-    def start(names: list[str]) -> None:
-        for svc in to_start:
-            if svc.name in names:
-                pid = start_process(cfg, svc.name, svc.command(cfg, java))
-                say(f"started {svc.name} (pid {pid}, log {cfg.log_dir / (svc.name + '.log')})")
+    def start(group: list[Service]) -> None:
+        for svc in group:
+            if svc.before_start:
+                svc.before_start(cfg)
+            user = svc.run_as() if svc.run_as else None
+            pid = start_process(cfg, svc.name, svc.command(cfg, java), user=user)
+            say(f"started {svc.name} (pid {pid}, log {cfg.log_dir / (svc.name + '.log')})")
 
-    start([s.name for s in to_start if not s.name.startswith("airflow")])
-    if any(s.name.startswith("airflow") for s in to_start):
-        migrate_airflow_db(cfg)
-    start([s.name for s in to_start if s.name.startswith("airflow")])
+    try:
+        start([s for s in to_start if not s.uses_metadata_db])
+        airflow_services = [s for s in to_start if s.uses_metadata_db]
+        if airflow_services:
+            wait_healthy(cfg, deadline=started_at + timeout, names=["postgres"])
+            migrate_airflow_db(cfg)
+            start(airflow_services)
+    except postgres.PostgresError as exc:
+        raise StackError(str(exc)) from None
     wait_healthy(cfg, deadline=started_at + timeout)
     say(f"all services healthy in {time.monotonic() - started_at:.1f} s")
     if os.environ.get("STREAMLAB_START_DAGS", "1") != "0":
@@ -952,9 +972,9 @@ def stream(cfg: StackConfig, action: str) -> None:
         raise rest_api_error(cfg, exc) from None
 
 
-def wait_healthy(cfg: StackConfig, deadline: float) -> None:
+def wait_healthy(cfg: StackConfig, deadline: float, names: list[str] | None = None) -> None:
     by_name = {s.name: s for s in services(cfg)}
-    pending = set(by_name)
+    pending = set(names or by_name)
     last: dict[str, str] = {}
     while pending:
         for name in sorted(pending):
@@ -1022,32 +1042,31 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _tier(name: str) -> int:
-    """Stop order: Airflow first (it may be running Spark jobs), then Spark, HDFS, Kafka."""
-    for i, prefix in enumerate(("airflow", "spark", "datanode", "namenode", "kafka")):
-        if name.startswith(prefix):
-            return i
-    return 0
-
-
 def down(cfg: StackConfig) -> None:
     marker = str(cfg.home)
     svcs = services(cfg)
     # Within a tier all processes stop together: KRaft brokers stopped one by one lose their
     # quorum and hang in controlled shutdown.
-    for tier in sorted({_tier(s.name) for s in svcs}):
-        group = [(s, running_pid(cfg, s.name)) for s in svcs if _tier(s.name) == tier]
+    for tier in sorted({s.stop_tier for s in svcs}):
+        group = [(s, running_pid(cfg, s.name)) for s in svcs if s.stop_tier == tier]
         group = [(s, pid) for s, pid in group if pid]
         trees = {}
         for svc, pid in group:
             trees[pid] = [pid, *descendants([pid])]
             say(f"stopping {svc.name} (pid {pid})")
-            _signal_group(pid, signal.SIGTERM)
+            if svc.signal_group:
+                _signal_group(pid, svc.stop_signal)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, svc.stop_signal)
         if group:
             _wait_gone([pid for _, pid in group], max(s.stop_timeout for s, _ in group))
         for svc, pid in group:
-            # Children that left the group (or ignored SIGTERM) go too.
+            # Children that left the group (or ignored the signal) go too.
             survivors = [p for p in trees[pid] + descendants(trees[pid]) if _alive(p)]
+            if survivors and not _alive(pid):
+                _wait_gone(survivors, 5)  # the main process is gone: its children follow it
+                survivors = [p for p in survivors if _alive(p)]
             if survivors:
                 if _alive(pid):
                     say(f"{svc.name} did not stop in {svc.stop_timeout:.0f} s: killing it")

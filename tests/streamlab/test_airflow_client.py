@@ -66,8 +66,7 @@ def test_stop_dag_gives_up_when_runs_keep_starting():
 
 @pytest.fixture
 def held_api():
-    """An api-server that answers /auth/token at once and holds every GET, as a SQLite write
-    waiting for its lock holds the request."""
+    """An api-server that answers /auth/token at once and holds every GET, as a busy one does."""
     import http.server
     import json
     import threading
@@ -113,14 +112,6 @@ def test_a_request_past_the_timeout_names_the_call_and_the_wait(held_api):
     message = str(rest_api_error(held_api, timed_out.value))
     assert "did not answer in time (GET /api/v2/dags/d: no answer within 0.5 s)" in message
     assert "/state/log/airflow-api-server.log" in message
-
-
-def test_the_default_wait_outlasts_the_servers_wait_for_the_sqlite_lock():
-    from streamlab.airflow_client import REQUEST_TIMEOUT_S
-    from streamlab.airflow_sqlite import LOCK_WAIT_S
-
-    assert AirflowClient.__init__.__defaults__ == (REQUEST_TIMEOUT_S,)
-    assert REQUEST_TIMEOUT_S > LOCK_WAIT_S  # the server answers (or fails the write) first
 
 
 def test_stream_stop_with_the_stack_down_says_to_check_it():

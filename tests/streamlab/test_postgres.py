@@ -1,0 +1,56 @@
+"""The metadata database's guards: states of var/ that PostgreSQL must not open blindly."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamlab import postgres
+from streamlab.config import StackConfig
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return StackConfig(home=tmp_path / "var", ports={"postgres": 5432})
+
+
+def test_the_bundled_server_is_postgresql_18():
+    assert postgres.server_major() == "18"
+    assert (postgres.bin_dir() / "initdb").exists()
+
+
+def test_a_data_folder_of_another_major_version_is_refused_untouched(cfg):
+    folder = postgres.data_dir(cfg)
+    folder.mkdir(parents=True)
+    (folder / "PG_VERSION").write_text("16\n")
+    (folder / "base").mkdir()
+    with pytest.raises(postgres.PostgresError) as err:
+        postgres.check_data_dir(cfg)
+    message = str(err.value)
+    assert "holds a PostgreSQL 16 database" in message and "runs PostgreSQL 18" in message
+    assert "pg_dumpall" in message and f"mv {folder} {folder}-pg16" in message
+    assert sorted(p.name for p in folder.iterdir()) == ["PG_VERSION", "base"]
+
+
+def test_a_sqlite_state_from_before_is_named_with_the_way_out(cfg):
+    sqlite_db = cfg.airflow_home / "airflow.db"
+    sqlite_db.parent.mkdir(parents=True)
+    sqlite_db.write_bytes(b"SQLite format 3\0")
+    with pytest.raises(postgres.PostgresError) as err:
+        postgres.check_data_dir(cfg)
+    assert f"mv {sqlite_db} {sqlite_db}.sqlite-backup" in str(err.value)
+    assert sqlite_db.read_bytes() == b"SQLite format 3\0"
+
+
+def test_a_current_data_folder_passes_even_beside_an_old_sqlite_file(cfg):
+    folder = postgres.data_dir(cfg)
+    folder.mkdir(parents=True)
+    (folder / "PG_VERSION").write_text("18\n")
+    (cfg.airflow_home).mkdir(parents=True)
+    (cfg.airflow_home / "airflow.db").write_bytes(b"")
+    postgres.check_data_dir(cfg)
+
+
+def test_the_server_listens_on_loopback_only(cfg):
+    cmd = postgres.command(cfg)
+    assert "listen_addresses=127.0.0.1" in cmd and "unix_socket_directories=" in cmd
+    assert "port=5432" in cmd
