@@ -22,11 +22,12 @@ help: ## show this help
 prereqs: ## check (and as root, install) the system packages: JDK 17, Maven, libkrb5-dev, ...
 	@$(PYTHON) -m streamlab.prereqs
 
-$(VENV_STAMP): requirements.txt constraints.txt | prereqs
+$(VENV_STAMP): requirements.txt constraints.txt pyproject.toml | prereqs
 	@echo "[streamlab] creating $(VENV) and installing requirements.txt (first time: ~4 min; one line per package)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off -q --upgrade pip
 	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --progress-bar off -q --no-deps -e .
 	@touch $@
 
 venv: $(VENV_STAMP) ## create the virtualenv with the pinned Python packages
@@ -52,7 +53,7 @@ stream-start: ## start the streaming word count again (unpause its DAG)
 clean: ## stop the stack and wipe its state (var/); keeps the venv and jars
 	@if [ -x $(PY) ]; then $(PY) -m streamlab.stack clean; else rm -rf var; fi
 
-test: deps ## run the whole test suite (unit + integration on an isolated real stack)
+test: deps lint ## lint, then the whole test suite (unit + integration on an isolated real stack)
 	$(PY) -m pytest
 
 test-unit: deps ## only the tests that need no running service
@@ -61,5 +62,6 @@ test-unit: deps ## only the tests that need no running service
 demo: up ## produce a sample text, print the running counts, land it into HDFS
 	@$(PY) -m streamlab.demo
 
-lint: venv ## ruff
+lint: venv ## ruff: lint rules (Airflow's AIR included) and formatting
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

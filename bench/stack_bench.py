@@ -92,7 +92,9 @@ def main() -> None:
         print(f"  {name:24}{n:>10}{rss / 1024:>10.0f}{pss / 1024:>10.0f}")
     total_rss = sum(r[2] for r in rows) / 1024
     total_pss = sum(r[3] for r in rows) / 1024
-    print(f"  {'total':24}{sum(r[1] for r in rows):>10}{total_rss:>10.0f}{total_pss:>10.0f}   (budget 4096 MiB)")
+    print(
+        f"  {'total':24}{sum(r[1] for r in rows):>10}{total_rss:>10.0f}{total_pss:>10.0f}   (budget 4096 MiB)"
+    )
     print(f"\n  processes of the stack left after down: {len(left)}")
     if not args.home:
         shutil.rmtree(home, ignore_errors=True)

@@ -155,9 +155,7 @@ class StackConfig:
             or saved.get("spark_master")
             or ("" if profile == "cluster" else "local[2]"),
             airflow_parallelism=int(
-                os.environ.get("STREAMLAB_AIRFLOW_PARALLELISM")
-                or saved.get("airflow_parallelism")
-                or 4
+                os.environ.get("STREAMLAB_AIRFLOW_PARALLELISM") or saved.get("airflow_parallelism") or 4
             ),
         )
 
@@ -253,6 +251,11 @@ class StackConfig:
         return self.deps / "jars" / group
 
     @property
+    def kafka_home(self) -> Path:
+        """`$KAFKA_HOME` for the lab's lines: libs/ and bin/ (made by `make deps`)."""
+        return self.deps / "kafka-home"
+
+    @property
     def venv_bin(self) -> Path:
         # The interpreter running this code is the project's venv (Makefile guarantees it).
         return Path(sys.executable).parent
@@ -329,9 +332,8 @@ class StackConfig:
                 "STREAMLAB_HOME": str(self.home),
                 "STREAMLAB_STACK_ID": str(self.home),
                 "PATH": f"{self.venv_bin}{os.pathsep}{env.get('PATH', '')}",
-                "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-                ),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+                "KAFKA_HOME": str(self.kafka_home),
                 "HADOOP_CONF_DIR": str(self.conf_dir / "hadoop"),
                 "SPARK_CONF_DIR": str(self.conf_dir / "spark"),
                 "SPARK_LOCAL_IP": HOST,
@@ -346,9 +348,7 @@ class StackConfig:
                 "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
-                    self.admin_password_file
-                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.admin_password_file),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_db_url(s["postgres_password"]),
                 "AIRFLOW__API__HOST": HOST,
                 "AIRFLOW__API__PORT": str(self.ports["airflow_api"]),

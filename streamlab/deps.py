@@ -137,8 +137,24 @@ def build_project_jar(cfg: StackConfig) -> None:
         shutil.rmtree(classes, ignore_errors=True)
 
 
+def make_kafka_home(cfg: StackConfig) -> None:
+    """`$KAFKA_HOME` as the lab knows it: `libs/` (the Kafka jars, clients included, for
+    `javac -cp "$KAFKA_HOME/libs/*"`) and `bin/` (the stack's wrappers of the Kafka tools)."""
+    home = cfg.kafka_home
+    home.mkdir(parents=True, exist_ok=True)
+    for name, target in (("libs", cfg.jars("kafka")), ("bin", REPO / "bin")):
+        link = home / name
+        if link.is_symlink() and link.resolve() == target.resolve():
+            continue
+        tmp = home / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target, target_is_directory=True)
+        tmp.replace(link)
+
+
 if __name__ == "__main__":
     cfg = StackConfig.load()
     ensure(cfg)
     build_project_jar(cfg)
+    make_kafka_home(cfg)
     sys.exit(0)

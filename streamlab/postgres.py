@@ -21,6 +21,8 @@ import time
 from functools import cache
 from pathlib import Path
 
+import psutil
+
 from streamlab.config import HOST, StackConfig
 
 SERVER_USER = "streamlab-pg"  # only when the stack runs as root
@@ -84,7 +86,9 @@ def open_traversal(paths: list[Path], say) -> None:
                 folder.chmod(mode | stat.S_IXOTH)
                 opened.append(str(folder))
     if opened:
-        say(f"PostgreSQL runs as {SERVER_USER} (it refuses root): gave o+x to {', '.join(sorted(set(opened)))}")
+        say(
+            f"PostgreSQL runs as {SERVER_USER} (it refuses root): gave o+x to {', '.join(sorted(set(opened)))}"
+        )
 
 
 def check_data_dir(cfg: StackConfig) -> None:
@@ -145,18 +149,21 @@ def initdb(cfg: StackConfig, password: str, run_step, say) -> None:
 
 
 def wait_for_old_server(cfg: StackConfig, timeout: float = 15) -> None:
-    """Before a start: the children of a killed server exit on their own, but until they have,
-    they hold its shared memory and a new server refuses to start. Wait for them."""
+    """Before a start, after a server was killed: its children exit on their own, but until they
+    have, they hold its shared memory and a new server refuses to start: wait for them. And a
+    killed postmaster not yet reaped by its parent (a zombie) still passes PostgreSQL's "is the
+    lock file's owner alive" test: its lock file is removed."""
+    lock = data_dir(cfg) / "postmaster.pid"
     try:
-        shm_line = (data_dir(cfg) / "postmaster.pid").read_text().splitlines()[6]
-        shmid = shm_line.split()[1]
-    except (OSError, IndexError):
+        lines = lock.read_text().splitlines()
+        old_pid, shmid = int(lines[0]), lines[6].split()[1]
+    except (OSError, IndexError, ValueError):
         return
     deadline = time.monotonic() + timeout
     while True:
         attached = _shm_attached(shmid)
         if not attached:
-            return
+            break
         if time.monotonic() > deadline:
             raise PostgresError(
                 f"{attached} process(es) of a PostgreSQL server that stopped without a shutdown still "
@@ -165,6 +172,11 @@ def wait_for_old_server(cfg: StackConfig, timeout: float = 15) -> None:
                 "-o pid,cmd | grep 'postgres:'`, stop them, then `make up` again."
             )
         time.sleep(0.2)
+    try:
+        if psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE:
+            lock.unlink(missing_ok=True)
+    except psutil.NoSuchProcess:
+        pass
 
 
 def _shm_attached(shmid: str) -> int:
@@ -209,7 +221,9 @@ def health(cfg: StackConfig, password: str) -> tuple[bool, str]:
         return False, f"not accepting connections ({str(exc).strip().splitlines()[0]})"
     try:
         with conn.cursor() as cur:
-            cur.execute("select current_setting('server_version'), count(*) from pg_stat_activity")
+            cur.execute(
+                "select current_setting('server_version'), count(*) from pg_stat_activity where backend_type = 'client backend'"
+            )
             version, sessions = cur.fetchone()
     finally:
         conn.close()

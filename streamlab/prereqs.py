@@ -73,9 +73,7 @@ def missing() -> list[Missing]:
     if not shutil.which("mvn"):
         found.append(Missing("maven", "resolves the Kafka, Hadoop and Spark-connector jars once"))
     if not shutil.which("krb5-config"):
-        found.append(
-            Missing("libkrb5-dev", "the HDFS provider's gssapi and krb5 packages build against it")
-        )
+        found.append(Missing("libkrb5-dev", "the HDFS provider's gssapi and krb5 packages build against it"))
     if not (shutil.which("cc") or shutil.which("gcc")):
         found.append(Missing("gcc", "compiles the gssapi and krb5 packages (sources only on PyPI)"))
     if not Path("/usr/include/stdio.h").exists():
@@ -108,7 +106,9 @@ def apt_install(packages: list[str]) -> int:
     update = subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True)
     # apt-get update exits 0 even when some mirrors failed; a package it then cannot find fails below.
     if update.returncode != 0 or re.search(r"^(E:|Err:)", update.stdout + update.stderr, re.M):
-        errors = [ln for ln in (update.stdout + update.stderr).splitlines() if ln.startswith(("E:", "Err:", "W:"))]
+        errors = [
+            ln for ln in (update.stdout + update.stderr).splitlines() if ln.startswith(("E:", "Err:", "W:"))
+        ]
         if update.returncode != 0:
             return fail(
                 "apt-get update failed: the package mirrors could not be reached.\n  "

@@ -54,9 +54,7 @@ def java_binary() -> str:
             "or set JAVA_HOME."
         )
     try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30
-        ).stderr
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
     except OSError as exc:
         raise StackError(f"Could not run {java}: {exc}") from None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -110,9 +108,7 @@ def hadoop_java_cmd(
 # Configuration files (regenerated on every `up` from StackConfig)
 # ---------------------------------------------------------------------------------------------
 def _xml(props: dict[str, object]) -> str:
-    rows = "\n".join(
-        f"  <property><name>{k}</name><value>{v}</value></property>" for k, v in props.items()
-    )
+    rows = "\n".join(f"  <property><name>{k}</name><value>{v}</value></property>" for k, v in props.items())
     return f'<?xml version="1.0"?>\n<configuration>\n{rows}\n</configuration>\n'
 
 
@@ -472,9 +468,7 @@ def _null_logger():
 
 def namenode_health(cfg: StackConfig) -> tuple[bool, str]:
     try:
-        info = _http_json(
-            f"{cfg.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"
-        )["beans"][0]
+        info = _http_json(f"{cfg.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo")["beans"][0]
     except (OSError, ValueError, KeyError, IndexError) as exc:
         return False, f"web UI not answering ({exc})"
     if info.get("Safemode"):
@@ -642,8 +636,14 @@ def services(cfg: StackConfig) -> list[Service]:
                 "spark-master",
                 ("spark_master", "spark_master_ui"),
                 lambda cfg, java: [
-                    spark_class(cfg), "org.apache.spark.deploy.master.Master", "--host", HOST,
-                    "--port", str(cfg.ports["spark_master"]), "--webui-port", str(cfg.ports["spark_master_ui"]),
+                    spark_class(cfg),
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(cfg.ports["spark_master"]),
+                    "--webui-port",
+                    str(cfg.ports["spark_master_ui"]),
                 ],  # fmt: skip
                 spark_master_health,
                 TIER_SPARK,
@@ -652,9 +652,19 @@ def services(cfg: StackConfig) -> list[Service]:
                 "spark-worker",
                 ("spark_worker_ui",),
                 lambda cfg, java: [
-                    spark_class(cfg), "org.apache.spark.deploy.worker.Worker", "--host", HOST,
-                    "--webui-port", str(cfg.ports["spark_worker_ui"]), "--cores", "4", "--memory", "3g",
-                    "--work-dir", str(cfg.home / "data" / "spark-work"), cfg.spark_master_url,
+                    spark_class(cfg),
+                    "org.apache.spark.deploy.worker.Worker",
+                    "--host",
+                    HOST,
+                    "--webui-port",
+                    str(cfg.ports["spark_worker_ui"]),
+                    "--cores",
+                    "4",
+                    "--memory",
+                    "3g",
+                    "--work-dir",
+                    str(cfg.home / "data" / "spark-work"),
+                    cfg.spark_master_url,
                 ],  # fmt: skip
                 spark_worker_health,
                 TIER_SPARK,
@@ -672,12 +682,30 @@ def services(cfg: StackConfig) -> list[Service]:
         ),
         # The log servers bind every interface; LocalExecutor logs are local files the
         # api-server reads directly, so they are not needed.
-        Service("airflow-scheduler", (), _airflow("scheduler", "--skip-serve-logs"),
-                airflow_component_health("scheduler"), TIER_AIRFLOW, uses_metadata_db=True),  # fmt: skip
-        Service("airflow-dag-processor", (), _airflow("dag-processor"),
-                airflow_component_health("dag_processor"), TIER_AIRFLOW, uses_metadata_db=True),  # fmt: skip
-        Service("airflow-triggerer", (), _airflow("triggerer", "--skip-serve-logs"),
-                airflow_component_health("triggerer"), TIER_AIRFLOW, uses_metadata_db=True),  # fmt: skip
+        Service(
+            "airflow-scheduler",
+            (),
+            _airflow("scheduler", "--skip-serve-logs"),
+            airflow_component_health("scheduler"),
+            TIER_AIRFLOW,
+            uses_metadata_db=True,
+        ),  # fmt: skip
+        Service(
+            "airflow-dag-processor",
+            (),
+            _airflow("dag-processor"),
+            airflow_component_health("dag_processor"),
+            TIER_AIRFLOW,
+            uses_metadata_db=True,
+        ),  # fmt: skip
+        Service(
+            "airflow-triggerer",
+            (),
+            _airflow("triggerer", "--skip-serve-logs"),
+            airflow_component_health("triggerer"),
+            TIER_AIRFLOW,
+            uses_metadata_db=True,
+        ),  # fmt: skip
     ]
     return result
 
@@ -744,8 +772,13 @@ def format_storage(cfg: StackConfig, java: str) -> None:
                 f"{node.service}-format",
                 kafka_java_cmd(
                     # `--cluster-id=<id>`: an id kept from an older version may start with "-".
-                    cfg, java, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id(cfg)}",
-                    "-c", str(server_properties(cfg, node)),
+                    cfg,
+                    java,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={_cluster_id(cfg)}",
+                    "-c",
+                    str(server_properties(cfg, node)),
                 ),  # fmt: skip
                 timeout=120,
             )
@@ -760,8 +793,12 @@ def format_storage(cfg: StackConfig, java: str) -> None:
             cfg,
             "namenode-format",
             hadoop_java_cmd(
-                cfg, java, "org.apache.hadoop.hdfs.server.namenode.NameNode",
-                "-format", "-force", "-nonInteractive",
+                cfg,
+                java,
+                "org.apache.hadoop.hdfs.server.namenode.NameNode",
+                "-format",
+                "-force",
+                "-nonInteractive",
             ),  # fmt: skip
             timeout=120,
         )
@@ -796,9 +833,7 @@ def migrate_airflow_db(cfg: StackConfig) -> None:
     created = postgres.ensure_database(cfg, cfg.secrets()["postgres_password"])
     if created or not (stamp.exists() and stamp.read_text() == airflow.__version__):
         say(f"migrating the Airflow {airflow.__version__} metadata database")
-        _run_step(
-            cfg, "airflow-db-migrate", [str(cfg.venv_bin / "airflow"), "db", "migrate"], timeout=300
-        )
+        _run_step(cfg, "airflow-db-migrate", [str(cfg.venv_bin / "airflow"), "db", "migrate"], timeout=300)
         stamp.write_text(airflow.__version__)
 
 
@@ -838,9 +873,7 @@ def health_all(cfg: StackConfig) -> dict[str, tuple[bool, str]]:
 
 def up(cfg: StackConfig, timeout: float) -> None:
     started_at = time.monotonic()
-    if all(running_pid(cfg, s.name) for s in services(cfg)) and all(
-        ok for ok, _ in health_all(cfg).values()
-    ):
+    if all(running_pid(cfg, s.name) for s in services(cfg)) and all(ok for ok, _ in health_all(cfg).values()):
         say(f"already up (checked in {time.monotonic() - started_at:.1f} s)")
         # Client configs (spark-defaults: the jars) follow an updated checkout without a restart.
         check_jars(cfg)
@@ -949,7 +982,9 @@ def _start_platform_dags(cfg: StackConfig, timeout: float, provision: bool) -> N
         say("topics provisioned")
     streaming = client.dag(STREAMING_DAG)
     if streaming is not None:
-        say(f"{STREAMING_DAG}: {'paused (`make stream-start` runs it)' if streaming['is_paused'] else 'running under the scheduler'}")
+        say(
+            f"{STREAMING_DAG}: {'paused (`make stream-start` runs it)' if streaming['is_paused'] else 'running under the scheduler'}"
+        )
 
 
 def stream(cfg: StackConfig, action: str) -> None:
@@ -981,9 +1016,7 @@ def wait_healthy(cfg: StackConfig, deadline: float, names: list[str] | None = No
             svc = by_name[name]
             if not running_pid(cfg, name):
                 log = cfg.log_dir / f"{name}.log"
-                raise StackError(
-                    f"{name} exited during start-up. Last lines of {log}:\n{tail(log)}"
-                )
+                raise StackError(f"{name} exited during start-up. Last lines of {log}:\n{tail(log)}")
             ok, detail = svc.health(cfg)
             last[name] = detail
             if ok:
@@ -1106,7 +1139,9 @@ def status(cfg: StackConfig) -> bool:
             ok, detail = False, "not running"
         all_ok &= ok
         ports = ", ".join(str(cfg.ports[k]) for k in svc.ports) or "-"
-        print(f"  {svc.name:22} {'healthy' if ok else 'DOWN':8} pid {pid or '-':<8} ports {ports:18} {detail}")
+        print(
+            f"  {svc.name:22} {'healthy' if ok else 'DOWN':8} pid {pid or '-':<8} ports {ports:18} {detail}"
+        )
     return all_ok
 
 
@@ -1119,7 +1154,8 @@ def clean(cfg: StackConfig) -> None:
 
 def shell_env(cfg: StackConfig) -> str:
     keep = cfg.env(base={})
-    keep["PATH"] = f"{cfg.venv_bin}:{os.environ.get('PATH', '')}"
+    # The lab calls `kafka-topics.sh` without a folder (it put Kafka's bin/ on PATH).
+    keep["PATH"] = f"{REPO / 'bin'}:{cfg.venv_bin}:{os.environ.get('PATH', '')}"
     return "\n".join(f"export {k}={_shquote(v)}" for k, v in sorted(keep.items()))
 
 
@@ -1129,7 +1165,9 @@ def _shquote(v: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamlab.stack", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "clean", "env", "stream-stop", "stream-start"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "clean", "env", "stream-stop", "stream-start"]
+    )
     parser.add_argument("--timeout", type=float, default=float(os.environ.get("STREAMLAB_UP_TIMEOUT", 240)),
                         help="seconds to wait for all services to become healthy")  # fmt: skip
     args = parser.parse_args(argv)

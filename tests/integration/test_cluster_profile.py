@@ -119,7 +119,11 @@ def test_killing_a_broker_under_load_loses_no_acknowledged_record(cluster):
     assert producer.flush(90) == 0
 
     consumer = Consumer(
-        {"bootstrap.servers": cfg.kafka_bootstrap, "group.id": f"v-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
+        {
+            "bootstrap.servers": cfg.kafka_bootstrap,
+            "group.id": f"v-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+        }
     )
     consumer.subscribe([topic])
     seen: set[int] = set()
@@ -188,8 +192,13 @@ def _replicated_topics(cfg, *names: str, compacted: tuple[str, ...] = ()) -> Non
     futures = admin.create_topics(
         [
             NewTopic(
-                n, 1, 3,
-                config={"min.insync.replicas": "2", **({"cleanup.policy": "compact"} if n in compacted else {})},
+                n,
+                1,
+                3,
+                config={
+                    "min.insync.replicas": "2",
+                    **({"cleanup.policy": "compact"} if n in compacted else {}),
+                },
             )  # fmt: skip
             for n in names
         ]
@@ -214,19 +223,24 @@ def test_dag_streaming_job_on_the_spark_master_stays_exact_when_a_broker_dies(cl
     def produce(cfg, topic: str, lines: list[str], pace_s: float = 0.0) -> None:
         # Idempotent: without it, a batch retried after the leader dies can be written twice,
         # and the input itself would hold duplicates (seen in this test's first version).
-        producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+        producer = Producer(
+            {"bootstrap.servers": cfg.kafka_bootstrap, "acks": "all", "enable.idempotence": True}
+        )
         for line in lines:
             producer.produce(topic, value=line.encode())
             producer.poll(0)
             if pace_s:
                 time.sleep(pace_s)
         assert producer.flush(90) == 0, "some records were not delivered"
+
     output = LatestValues(cfg, "wordcounts")
     try:
         produce(cfg, "Hello-Kafka", LINES)
         output.wait_for(expected_counts(LINES), timeout=420)  # includes the DAG run's start
         master = json.loads(
-            urllib.request.urlopen(f"http://127.0.0.1:{cfg.ports['spark_master_ui']}/json/", timeout=30).read()
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{cfg.ports['spark_master_ui']}/json/", timeout=30
+            ).read()
         )
         assert any(app["name"] == "wordcount_stream" for app in master["activeapps"]), master["activeapps"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -79,3 +80,51 @@ def test_consumer_timeout_without_enough_records_fails(stack, topic):
     )  # fmt: skip
     assert proc.returncode == 1
     assert "timed out after 5.0 s with 0/1 record(s)" in proc.stderr
+
+
+def lab_shell(stack, script: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The lab's lines in a bash shell that has the stack's environment, as the README says."""
+    return subprocess.run(
+        ["bash", "-c", f'set -e\neval "$({sys.executable} -m streamlab.stack env)"\n{script}'],
+        capture_output=True, text=True, cwd=cwd, timeout=timeout,
+        env=dict(os.environ, PATH="/usr/local/bin:/usr/bin:/bin"),
+    )  # fmt: skip
+
+
+def test_the_labs_lines_verbatim(stack, tmp_path):
+    """The lab's own lines, unchanged but for the topic and the test stack's port: tools on PATH
+    without bin/, the console producer's removed --broker-list, the lab's SimpleProducer.java
+    compiled and run against $KAFKA_HOME/libs, and jps."""
+    port = stack.ports["kafka"]
+    topic = f"Hello-Kafka-{uuid.uuid4().hex[:6]}"
+    for name in ("SimpleProducer.java", "SimpleConsumer.java"):
+        source = (REPO / "docs" / "lab" / name).read_text()
+        assert '"bootstrap.servers", "localhost:9092"' in source
+        (tmp_path / name).write_text(source.replace("localhost:9092", f"localhost:{port}"))
+    got = lab_shell(
+        stack,
+        f"""
+kafka-topics.sh --create --topic {topic} --replication-factor 1 --partitions 1 --bootstrap-server localhost:{port}
+kafka-topics.sh --list --bootstrap-server localhost:{port}
+printf 'Hello Kafka\\nBonjour\\n' | kafka-console-producer.sh --broker-list localhost:{port} --topic {topic}
+javac -cp "$KAFKA_HOME/libs/*":. SimpleProducer.java
+java -cp "$KAFKA_HOME/libs/*":. SimpleProducer {topic}
+javac -cp "$KAFKA_HOME/libs/*":. SimpleConsumer.java
+echo ---
+kafka-console-consumer.sh --bootstrap-server localhost:{port} --topic {topic} --from-beginning --max-messages 12
+echo ---
+"$KAFKA_HOME/bin/kafka-topics.sh" --describe --topic {topic} --bootstrap-server localhost:{port}
+jps
+""",
+        cwd=tmp_path,
+    )
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert f"Created topic {topic}." in got.stdout
+    assert "note: Kafka 4 has no --broker-list; using --bootstrap-server" in got.stderr
+    assert "Message envoye avec succes" in got.stdout
+    consumed = got.stdout.split("---\n")[1].splitlines()
+    assert consumed == ["Hello Kafka", "Bonjour", *(str(i) for i in range(10))]
+    assert f"Topic: {topic}" in got.stdout
+    jps = {line.split()[-1] for line in got.stdout.splitlines() if re.fullmatch(r"\d+ \S+", line)}
+    assert {"Kafka", "NameNode", "DataNode"} <= jps, got.stdout
+    assert (tmp_path / "SimpleConsumer.class").exists()

@@ -127,7 +127,7 @@ def test_airflow_metadata_db_is_the_stacks_postgresql(stack):
     assert got.stdout.strip().startswith("postgresql+psycopg2://airflow:")
     assert f"@127.0.0.1:{stack.ports['postgres']}/airflow" in got.stdout
     # `up` ran the provisioning DAG: its run is in PostgreSQL, read by a client of our own.
-    assert ("success" in {state for _, state in dag_runs(stack, "kafka_topics_provision")})
+    assert "success" in {state for _, state in dag_runs(stack, "kafka_topics_provision")}
     # Loopback only, and no Unix socket.
     with metadata_db(stack) as conn, conn.cursor() as cur:
         cur.execute("select current_setting('listen_addresses'), current_setting('unix_socket_directories')")
@@ -225,7 +225,11 @@ def test_lab_wrappers(stack):
     )  # fmt: skip
     assert ls.returncode == 0, ls.stderr
     ls = subprocess.run(
-        [str(REPO / "bin" / "hdfs"), "dfs", "-ls", "/it"], env=env, capture_output=True, text=True, timeout=120
+        [str(REPO / "bin" / "hdfs"), "dfs", "-ls", "/it"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert f"/it/{topic}" in ls.stdout
 

@@ -188,11 +188,19 @@ def test_a_file_past_the_row_group_size_is_cut_into_row_groups_and_keeps_every_r
         jvm.org.apache.hadoop.fs.Path(path.as_uri()), conf
     )
     writer = getattr(jvm.streamlab, "KafkaParquetStager$RecordFileWriter")(
-        out, conf, "t", None, spark.version, 16 * 1024  # 16 KiB row groups: about 1000 records each
+        out,
+        conf,
+        "t",
+        None,
+        spark.version,
+        16 * 1024,  # 16 KiB row groups: about 1000 records each
     )
     n = 3500
     create_time = jvm.org.apache.kafka.common.record.TimestampType.CREATE_TIME
-    headers, no_epoch = jvm.org.apache.kafka.common.header.internals.RecordHeaders(), jvm.java.util.Optional.empty()
+    headers, no_epoch = (
+        jvm.org.apache.kafka.common.header.internals.RecordHeaders(),
+        jvm.java.util.Optional.empty(),
+    )
     for i in range(n):
         key = None if i % 3 == 0 else bytearray(f"k{i % 7}".encode())
         value = None if i % 11 == 0 else bytearray(f"{i:06d} données {'x' * (i % 50)}".encode())

@@ -12,7 +12,9 @@ from streamlab import prereqs
 @pytest.fixture
 def bare(monkeypatch, tmp_path):
     """A machine with python3 only: no java, mvn, krb5-config, cc, headers."""
-    monkeypatch.setattr(prereqs.shutil, "which", lambda name: "/usr/bin/apt-get" if name == "apt-get" else None)
+    monkeypatch.setattr(
+        prereqs.shutil, "which", lambda name: "/usr/bin/apt-get" if name == "apt-get" else None
+    )
     monkeypatch.setattr(prereqs, "_java_tool", lambda name: None)
     monkeypatch.setattr(prereqs, "python_headers", lambda: tmp_path / "Python.h")
     monkeypatch.setattr(prereqs, "debian_python", lambda: True)
@@ -37,7 +39,10 @@ def test_a_non_root_user_gets_the_one_command_and_nothing_runs(bare, capsys):
     assert prereqs.main() == 1
     err = capsys.readouterr().err
     assert "needs root" in err
-    assert "sudo apt-get update && sudo apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven" in err
+    assert (
+        "sudo apt-get update && sudo apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven"
+        in err
+    )
     assert ran == []
 
 
