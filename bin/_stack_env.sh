@@ -1,5 +1,5 @@
 # Sourced by the bin/ wrappers: environment of the local stack (STREAMLAB_HOME, conf dirs, ports).
-STREAMLAB_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STREAMLAB_REPO="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # -P: also when reached through $KAFKA_HOME/bin
 STREAMLAB_PY="$STREAMLAB_REPO/.venv/bin/python"
 if [ ! -x "$STREAMLAB_PY" ]; then
   echo "streamlab: no virtualenv yet; run 'make up' first." >&2

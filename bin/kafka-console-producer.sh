@@ -6,6 +6,7 @@ args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --broker-list)
+      [ $# -ge 2 ] || { echo "--broker-list needs a value, e.g. --broker-list localhost:9092" >&2; exit 1; }
       echo "note: Kafka 4 has no --broker-list; using --bootstrap-server $2" >&2
       args+=(--bootstrap-server "$2"); shift 2 ;;
     --broker-list=*)

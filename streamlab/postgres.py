@@ -112,8 +112,8 @@ def check_data_dir(cfg: StackConfig) -> None:
             f"{sqlite_db} is the SQLite metadata database of an earlier version of this stack; Airflow's "
             f"history now lives in PostgreSQL ({data_dir(cfg)}), and that file is not converted. Nothing "
             f"was changed. To start with an empty Airflow history (Kafka and HDFS data are kept): "
-            f"`mv {sqlite_db} {sqlite_db}.sqlite-backup` and `make up` again; or wipe all state: "
-            "`make clean && make up`."
+            f"`make down`, `mv {sqlite_db} {sqlite_db}.sqlite-backup`, then `make up`; or wipe all "
+            "state: `make clean && make up`."
         )
 
 
@@ -159,6 +159,11 @@ def wait_for_old_server(cfg: StackConfig, timeout: float = 15) -> None:
         old_pid, shmid = int(lines[0]), lines[6].split()[1]
     except (OSError, IndexError, ValueError):
         return
+    try:
+        if psutil.Process(old_pid).status() != psutil.STATUS_ZOMBIE:
+            return  # alive: the server refuses to start and its log names that process
+    except psutil.NoSuchProcess:
+        pass
     deadline = time.monotonic() + timeout
     while True:
         attached = _shm_attached(shmid)
@@ -232,14 +237,22 @@ def health(cfg: StackConfig, password: str) -> tuple[bool, str]:
 
 def ensure_database(cfg: StackConfig, password: str) -> bool:
     """Create Airflow's database if it does not exist; True when it was created."""
-    conn = connect(cfg, password, dbname="postgres", timeout=10)
-    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    import psycopg2
+
     try:
-        with conn.cursor() as cur:
-            cur.execute("select 1 from pg_database where datname = %s", (DB_NAME,))
-            if cur.fetchone():
-                return False
-            cur.execute(f'create database "{DB_NAME}"')
-            return True
-    finally:
-        conn.close()
+        conn = connect(cfg, password, dbname="postgres", timeout=10)
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select 1 from pg_database where datname = %s", (DB_NAME,))
+                if cur.fetchone():
+                    return False
+                cur.execute(f'create database "{DB_NAME}"')
+                return True
+        finally:
+            conn.close()
+    except psycopg2.Error as exc:
+        raise PostgresError(
+            f"could not create Airflow's database in PostgreSQL ({str(exc).strip()}); see "
+            f"{cfg.log_dir / 'postgres.log'}, then `make up` again"
+        ) from None

@@ -104,18 +104,18 @@ def apt_install(packages: list[str]) -> int:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     say("apt-get update")
     update = subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True)
-    # apt-get update exits 0 even when some mirrors failed; a package it then cannot find fails below.
-    if update.returncode != 0 or re.search(r"^(E:|Err:)", update.stdout + update.stderr, re.M):
-        errors = [
-            ln for ln in (update.stdout + update.stderr).splitlines() if ln.startswith(("E:", "Err:", "W:"))
-        ]
-        if update.returncode != 0:
-            return fail(
-                "apt-get update failed: the package mirrors could not be reached.\n  "
-                + "\n  ".join(errors[-6:])
-                + "\nCheck the network, a proxy (Acquire::http::Proxy) or /etc/apt/sources.list, then run "
-                f"the same command again; or install these yourself: {' '.join(packages)}"
-            )
+    errors = [
+        ln for ln in (update.stdout + update.stderr).splitlines() if ln.startswith(("E:", "Err:", "W:"))
+    ]
+    if update.returncode != 0:
+        return fail(
+            "apt-get update failed: the package mirrors could not be reached.\n  "
+            + "\n  ".join(errors[-6:])
+            + "\nCheck the network, a proxy (Acquire::http::Proxy) or /etc/apt/sources.list, then run "
+            f"the same command again; or install these yourself: {' '.join(packages)}"
+        )
+    if errors:  # it exits 0 when some mirrors failed: an install may then not find a package
+        say("apt-get update reported problems:\n  " + "\n  ".join(errors[-6:]))
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
     say(" ".join(cmd))
     if subprocess.run(cmd, env=env).returncode != 0:
@@ -161,7 +161,12 @@ def main() -> int:
         return rc
     still = [m.package for m in missing()]
     if still:
-        return fail(f"still missing after apt-get: {' '.join(still)}")
+        hint = ""
+        if any(p.startswith("openjdk") for p in still) and os.environ.get("JAVA_HOME"):
+            hint = (
+                f" (JAVA_HOME={os.environ['JAVA_HOME']} is used first: point it at the new JDK or unset it)"
+            )
+        return fail(f"still missing after apt-get: {' '.join(still)}{hint}")
     say("system packages installed")
     return 0
 

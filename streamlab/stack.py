@@ -830,9 +830,10 @@ def migrate_airflow_db(cfg: StackConfig) -> None:
     import airflow
 
     stamp = cfg.airflow_home / ".migrated"
-    created = postgres.ensure_database(cfg, cfg.secrets()["postgres_password"])
+    created = postgres.ensure_database(cfg, cfg.secrets()["postgres_password"])  # PostgresError
     if created or not (stamp.exists() and stamp.read_text() == airflow.__version__):
         say(f"migrating the Airflow {airflow.__version__} metadata database")
+        stamp.unlink(missing_ok=True)  # an interrupted migration is redone next time
         _run_step(cfg, "airflow-db-migrate", [str(cfg.venv_bin / "airflow"), "db", "migrate"], timeout=300)
         stamp.write_text(airflow.__version__)
 
@@ -890,6 +891,13 @@ def up(cfg: StackConfig, timeout: float) -> None:
         cfg.save()
         write_configs(cfg)
         to_start = [s for s in services(cfg) if not running_pid(cfg, s.name)]
+        if any(s.name == "postgres" for s in to_start):
+            # Airflow's processes lost their database (some exit on it, later): start them afresh.
+            orphaned = [s for s in services(cfg) if s.uses_metadata_db and running_pid(cfg, s.name)]
+            if orphaned:
+                say("PostgreSQL was not running: restarting the Airflow processes that used it")
+                stop_services(cfg, orphaned)
+                to_start = [s for s in services(cfg) if not running_pid(cfg, s.name)]
         check_ports(cfg, to_start)
         format_storage(cfg, java)
     except postgres.PostgresError as exc:
@@ -1078,6 +1086,33 @@ def _signal_group(pid: int, sig: int) -> None:
 def down(cfg: StackConfig) -> None:
     marker = str(cfg.home)
     svcs = services(cfg)
+    stop_services(cfg, svcs)
+    for svc in svcs:
+        _pid_file(cfg, svc.name).unlink(missing_ok=True)
+    # Services of an earlier version of the stack (e.g. its second Airflow api-server).
+    for pid_file in sorted(cfg.run_dir.glob("*.pid")):
+        pid = running_pid(cfg, pid_file.stem)
+        if pid:
+            say(f"stopping {pid_file.stem} (pid {pid}), a service of an earlier version of the stack")
+            _signal_group(pid, signal.SIGTERM)
+            _wait_gone([pid], 20)
+            _signal_group(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
+    # Whatever was re-parented away from the services (e.g. a Spark driver whose task died).
+    leftovers = stack_pids(marker)
+    if leftovers:
+        say(f"stopping {len(leftovers)} leftover process(es) of this stack: {leftovers}")
+        for pid in leftovers:
+            _signal_group(pid, signal.SIGTERM)
+        _wait_gone(leftovers, 10)
+        for pid in stack_pids(marker):
+            _signal_group(pid, signal.SIGKILL)
+        _wait_gone(leftovers, 5)
+    say("stack stopped")
+
+
+def stop_services(cfg: StackConfig, svcs: list[Service]) -> None:
+    """Stop these services, tier by tier, each with its whole process tree."""
     # Within a tier all processes stop together: KRaft brokers stopped one by one lose their
     # quorum and hang in controlled shutdown.
     for tier in sorted({s.stop_tier for s in svcs}):
@@ -1107,19 +1142,6 @@ def down(cfg: StackConfig) -> None:
                 for p in survivors:
                     _signal_group(p, signal.SIGKILL)
                 _wait_gone(survivors, 5)
-    for svc in svcs:
-        _pid_file(cfg, svc.name).unlink(missing_ok=True)
-    # Whatever was re-parented away from the services (e.g. a Spark driver whose task died).
-    leftovers = stack_pids(marker)
-    if leftovers:
-        say(f"stopping {len(leftovers)} leftover process(es) of this stack: {leftovers}")
-        for pid in leftovers:
-            _signal_group(pid, signal.SIGTERM)
-        _wait_gone(leftovers, 10)
-        for pid in stack_pids(marker):
-            _signal_group(pid, signal.SIGKILL)
-        _wait_gone(leftovers, 5)
-    say("stack stopped")
 
 
 def _wait_gone(pids: list[int], timeout: float) -> None:
