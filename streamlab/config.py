@@ -294,8 +294,9 @@ class StackConfig:
             ),
         }
 
-    def secrets(self) -> dict[str, str]:
-        """Per-stack generated keys, created once and kept in the state folder."""
+    def secrets(self, create: bool = False) -> dict[str, str]:
+        """Per-stack generated keys and passwords, kept in the state folder. Only `up` creates
+        them (`create=True`): reading the configuration writes nothing."""
         import base64
         import secrets as _secrets
 
@@ -307,7 +308,7 @@ class StackConfig:
             "api_secret_key": lambda: _secrets.token_urlsafe(32),
             "postgres_password": lambda: _secrets.token_hex(24),  # hex: safe inside a URL
         }
-        if set(wanted) <= set(values):
+        if not create or set(wanted) <= set(values):
             return values
         for key, make in wanted.items():
             values.setdefault(key, make())
@@ -345,17 +346,17 @@ class StackConfig:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
-                "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
+                "AIRFLOW__CORE__FERNET_KEY": s.get("fernet_key", ""),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.admin_password_file),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_db_url(s["postgres_password"]),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_db_url(s.get("postgres_password", "")),
                 "AIRFLOW__API__HOST": HOST,
                 "AIRFLOW__API__PORT": str(self.ports["airflow_api"]),
                 "AIRFLOW__API__BASE_URL": self.airflow_url,
                 "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__API__SECRET_KEY": s["api_secret_key"],
-                "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt_secret"],
+                "AIRFLOW__API__SECRET_KEY": s.get("api_secret_key", ""),
+                "AIRFLOW__API_AUTH__JWT_SECRET": s.get("jwt_secret", ""),
                 # New DAG files show up within seconds rather than the 5-minute default.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",

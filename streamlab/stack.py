@@ -544,7 +544,7 @@ def airflow_component_health(component: str) -> Callable[[StackConfig], tuple[bo
 
 
 def postgres_health(cfg: StackConfig) -> tuple[bool, str]:
-    return postgres.health(cfg, cfg.secrets()["postgres_password"])
+    return postgres.health(cfg, cfg.secrets().get("postgres_password", ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -783,7 +783,7 @@ def format_storage(cfg: StackConfig, java: str) -> None:
                 timeout=120,
             )
     name_dir = data / "hdfs" / "name"
-    if not (name_dir / "current" / "VERSION").exists():
+    if not namenode_formatted(name_dir):
         say("formatting HDFS NameNode (once)")
         shutil.rmtree(name_dir, ignore_errors=True)
         # A DataNode formatted for another namespace would refuse to join.
@@ -802,6 +802,16 @@ def format_storage(cfg: StackConfig, java: str) -> None:
             ),  # fmt: skip
             timeout=120,
         )
+
+
+def namenode_formatted(name_dir: Path) -> bool:
+    """True once `namenode -format` completed: it writes VERSION first and the image last, so a
+    format interrupted in between (Ctrl-C on a first `up`) left a VERSION the NameNode cannot start
+    from ("No valid image files found")."""
+    current = name_dir / "current"
+    return (current / "VERSION").exists() and any(
+        re.fullmatch(r"fsimage_\d+", p.name) for p in current.glob("fsimage_*")
+    )
 
 
 def _cluster_id(cfg: StackConfig) -> str:
@@ -889,6 +899,7 @@ def up(cfg: StackConfig, timeout: float) -> None:
     try:
         postgres.check_data_dir(cfg)
         cfg.save()
+        cfg.secrets(create=True)
         write_configs(cfg)
         to_start = [s for s in services(cfg) if not running_pid(cfg, s.name)]
         if any(s.name == "postgres" for s in to_start):
