@@ -363,6 +363,12 @@ class StackConfig:
             }
         )
         env.update(self.airflow_connections())
+        # Java 17 takes its default charset from the locale: without one it is ASCII, and javac
+        # rejects the lab's SimpleProducer.java (an "é" in a comment). Python itself sets
+        # LC_CTYPE=C.UTF-8 (PEP 538) when it finds no locale: then the shell has none either.
+        user_locale = os.environ.get("LC_ALL") or os.environ.get("LANG")
+        if not user_locale and os.environ.get("LC_CTYPE", "C.UTF-8") == "C.UTF-8":
+            env["LC_CTYPE"] = "C.UTF-8"
         # Children that load StackConfig again (bin/ wrappers, spark-submit) must get this very
         # stack, even if the parent's environment named another one.
         env["STREAMLAB_PROFILE"] = self.profile

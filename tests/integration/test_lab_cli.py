@@ -87,7 +87,8 @@ def lab_shell(stack, script: str, cwd: Path, timeout: float = 300) -> subprocess
     return subprocess.run(
         ["bash", "-c", f'set -e\neval "$({sys.executable} -m streamlab.stack env)"\n{script}'],
         capture_output=True, text=True, cwd=cwd, timeout=timeout,
-        env=dict(os.environ, PATH="/usr/local/bin:/usr/bin:/bin"),
+        # No locale, as on a bare machine: javac must still read the lab's UTF-8 source.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}, "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
 
 
