@@ -1,10 +1,11 @@
-"""Start-up time and idle memory of the local stack (issue budget: <= 90 s, <= 4 GiB).
+"""Start-up time and idle memory of the local stack (budgets: up from stopped <= 30 s, <= 4 GiB).
 
-    .venv/bin/python bench/stack_bench.py [--idle 60] [--home DIR]
+    .venv/bin/python bench/stack_bench.py [--idle 60] [--restarts 3] [--home DIR]
 
 Runs an isolated stack (temp state folder, free ports) so a developer's stack is untouched:
 1. first `up` (formats storage, migrates Airflow's database),
-2. `down`, then `up` again: "from stopped to all healthy", the figure the budget is about,
+2. `down`, then `up` again, --restarts times: "from stopped to all healthy", the figure the
+   budget is about (every round printed),
 3. idle for --idle seconds, then the memory of every process of the stack (service process
    groups and all their descendants): RSS summed (counts shared pages once per process, so it
    overstates) and PSS summed (shares them out: the honest total),
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,13 +32,22 @@ from streamlab.stack import descendants, running_pid, services, stack_pids  # no
 
 
 def timed(cmd: str, env: dict[str, str]) -> float:
+    return timed_with_output(cmd, env)[0]
+
+
+def timed_with_output(cmd: str, env: dict[str, str]) -> tuple[float, str]:
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "streamlab.stack", cmd], cwd=REPO, env=env,
                           capture_output=True, text=True)  # fmt: skip
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"`{cmd}` failed:\n{proc.stdout}\n{proc.stderr}")
-    return elapsed
+    return elapsed, proc.stdout
+
+
+def healthy_after(up_output: str) -> float:
+    """`up`'s own figure: start to all services healthy (before it provisions the topics)."""
+    return float(re.search(r"all services healthy in ([\d.]+) s", up_output).group(1))
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -55,6 +66,7 @@ def memory_kib(pid: int) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--idle", type=float, default=60)
+    parser.add_argument("--restarts", type=int, default=3)
     parser.add_argument("--home", help="state folder (default: a new temp folder, removed after)")
     args = parser.parse_args()
 
@@ -66,8 +78,10 @@ def main() -> None:
 
     try:
         first = timed("up", env)
-        timed("down", env)
-        again = timed("up", env)
+        agains = []
+        for _ in range(args.restarts):
+            timed("down", env)
+            agains.append(timed_with_output("up", env))
         noop = timed("up", env)
         time.sleep(args.idle)
         cfg = StackConfig.load(home)
@@ -84,7 +98,14 @@ def main() -> None:
 
     print(f"\nlocal stack benchmark ({os.cpu_count()} cores), isolated home {home}")
     print(f"  first up (format + migrate):      {first:6.1f} s")
-    print(f"  up from stopped to all healthy:   {again:6.1f} s   (budget 90 s)")
+    healthy = [healthy_after(out) for _, out in agains]
+    print(
+        f"  up from stopped to all healthy:   {max(healthy):6.1f} s at most "
+        f"({', '.join(f'{h:.1f}' for h in healthy)})   (budget 30 s)"
+    )
+    print(
+        "  the whole `up` command (+ topics provisioning): " + ", ".join(f"{a:.1f}" for a, _ in agains) + " s"
+    )
     print(f"  up again while running (no-op):   {noop:6.1f} s")
     print(f"\n  idle memory after {args.idle:.0f} s:")
     print(f"  {'service':24}{'processes':>10}{'RSS MiB':>10}{'PSS MiB':>10}")

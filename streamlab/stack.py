@@ -759,7 +759,7 @@ def _run_step(cfg: StackConfig, name: str, cmd: list[str], timeout: float = 120,
 def format_storage(cfg: StackConfig, java: str) -> None:
     data = cfg.home / "data"
     postgres.initdb(
-        cfg, cfg.secrets()["postgres_password"],
+        cfg, cfg.secrets(create=True)["postgres_password"],
         lambda name, cmd, user: _run_step(cfg, name, cmd, user=user), say,
     )  # fmt: skip
     for node in cfg.kafka_nodes:
@@ -840,7 +840,7 @@ def migrate_airflow_db(cfg: StackConfig) -> None:
     import airflow
 
     stamp = cfg.airflow_home / ".migrated"
-    created = postgres.ensure_database(cfg, cfg.secrets()["postgres_password"])  # PostgresError
+    created = postgres.ensure_database(cfg, cfg.secrets(create=True)["postgres_password"])  # PostgresError
     if created or not (stamp.exists() and stamp.read_text() == airflow.__version__):
         say(f"migrating the Airflow {airflow.__version__} metadata database")
         stamp.unlink(missing_ok=True)  # an interrupted migration is redone next time
