@@ -27,8 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamlab.config import PORT_DEFAULTS, StackConfig, free_ports  # noqa: E402
-from streamlab.stack import descendants, running_pid, services, stack_pids  # noqa: E402
+from streamlab.config import StackConfig, free_ports  # noqa: E402
+from streamlab.stack.processes import descendants, running_pid, stack_pids  # noqa: E402
+from streamlab.stack.registry import port_defaults, services  # noqa: E402
 
 
 def timed(cmd: str, env: dict[str, str]) -> float:
@@ -72,7 +73,7 @@ def main() -> None:
 
     home = Path(args.home or tempfile.mkdtemp(prefix="streamlab-bench-"))
     env = dict(os.environ, STREAMLAB_HOME=str(home))
-    for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS)), strict=False):
+    for name, port in zip(port_defaults(), free_ports(len(port_defaults())), strict=False):
         env[f"STREAMLAB_PORT_{name.upper()}"] = str(port)
     os.environ.update({k: v for k, v in env.items() if k.startswith("STREAMLAB_")})
 

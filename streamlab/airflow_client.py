@@ -12,7 +12,7 @@ from collections.abc import Callable
 from streamlab.config import StackConfig
 
 # How long one request may take: a busy api-server on 2 cores shared with Spark jobs. A POST
-# that timed out may still have created its run, so the error says so (see stack.rest_api_error).
+# that timed out may still have created its run, so the error says so (see streamlab.stack.platform_dags.rest_api_error).
 REQUEST_TIMEOUT_S = 60
 
 

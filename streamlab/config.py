@@ -8,7 +8,8 @@ isolated stack (its own state folder and free ports) beside a developer's.
                               2 DataNodes, a Spark standalone master and worker)
     STREAMLAB_HOME            state folder (default: <repo>/var, or <repo>/var-cluster)
     STREAMLAB_DEPS            downloaded jars (default: <repo>/.deps)
-    STREAMLAB_PORT_<SERVICE>  e.g. STREAMLAB_PORT_KAFKA=19092 (see PORT_DEFAULTS)
+    STREAMLAB_PORT_<KEY>      e.g. STREAMLAB_PORT_KAFKA=19092 (each service module of
+                              streamlab/stack/ declares its port keys and defaults in PORTS)
     STREAMLAB_SPARK_MASTER    master of spark_default (default: local[2])
     STREAMLAB_AIRFLOW_PARALLELISM  task slots (default: 4, sized for 2 cores)
 
@@ -28,29 +29,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name -> (default port, what listens there)
-PORT_DEFAULTS: dict[str, tuple[int, str]] = {
-    "kafka": (9092, "Kafka broker"),
-    "kafka_controller": (9093, "Kafka KRaft controller"),
-    "namenode_rpc": (8020, "HDFS NameNode RPC"),
-    "namenode_http": (9870, "HDFS NameNode web UI / WebHDFS"),
-    "datanode": (9866, "HDFS DataNode data transfer"),
-    "datanode_http": (9864, "HDFS DataNode web"),
-    "datanode_ipc": (9867, "HDFS DataNode IPC"),
-    "postgres": (5432, "PostgreSQL (Airflow metadata database)"),
-    "airflow_api": (8080, "Airflow api-server"),
-    # cluster profile only
-    "kafka_2": (9094, "Kafka broker 2"),
-    "kafka_controller_2": (9095, "Kafka KRaft controller 2"),
-    "kafka_3": (9096, "Kafka broker 3"),
-    "kafka_controller_3": (9097, "Kafka KRaft controller 3"),
-    "datanode_2": (9876, "HDFS DataNode 2 data transfer"),
-    "datanode_2_http": (9874, "HDFS DataNode 2 web"),
-    "datanode_2_ipc": (9877, "HDFS DataNode 2 IPC"),
-    "spark_master": (7077, "Spark standalone master"),
-    "spark_master_ui": (8081, "Spark master web UI"),
-    "spark_worker_ui": (8082, "Spark worker web UI"),
-}
 PROFILES = ("local", "cluster")
 
 HOST = "127.0.0.1"  # every server of the local stack listens on loopback only
@@ -137,8 +115,10 @@ class StackConfig:
                 saved = json.loads(state_file.read_text())
             except ValueError:
                 saved = {}  # a half-written file from an interrupted `up`: defaults apply
+        from streamlab.stack.registry import port_defaults  # the services declare their ports
+
         ports = {}
-        for name, (default, _) in PORT_DEFAULTS.items():
+        for name, (default, _) in port_defaults().items():
             ports[name] = _env_port(name) or saved.get("ports", {}).get(name) or default
         profile = wanted or saved.get("profile") or "local"
         if wanted and saved.get("profile") and saved["profile"] != wanted:
@@ -226,7 +206,7 @@ class StackConfig:
         return f"http://{HOST}:{self.ports['airflow_api']}"
 
     def metadata_db_url(self, password: str) -> str:
-        """Airflow's metadata database: the stack's PostgreSQL (streamlab.postgres)."""
+        """Airflow's metadata database: the stack's PostgreSQL (streamlab/stack/postgres.py)."""
         return f"postgresql+psycopg2://airflow:{password}@{HOST}:{self.ports['postgres']}/airflow"
 
     # ---- folders ------------------------------------------------------------------------

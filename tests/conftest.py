@@ -35,12 +35,13 @@ def isolated_env(home: Path, start_dags: bool = False) -> dict[str, str]:
 
     Extra stacks made by error-path tests skip the platform DAGs (topics, streaming) to stay light.
     """
-    from streamlab.config import PORT_DEFAULTS, free_ports
+    from streamlab.config import free_ports
+    from streamlab.stack.registry import port_defaults
 
     env = dict(os.environ)
     env["STREAMLAB_HOME"] = str(home)
     env["STREAMLAB_START_DAGS"] = "1" if start_dags else "0"
-    for name, port in zip(PORT_DEFAULTS, free_ports(len(PORT_DEFAULTS)), strict=False):
+    for name, port in zip(port_defaults(), free_ports(len(port_defaults())), strict=False):
         env[f"STREAMLAB_PORT_{name.upper()}"] = str(port)
     return env
 

@@ -58,7 +58,7 @@ def test_cluster_profile_runs_three_brokers_and_provisions_replicated_topics(clu
 
 
 def test_killing_a_broker_under_load_loses_no_acknowledged_record(cluster):
-    from streamlab.stack import running_pid
+    from streamlab.stack.processes import running_pid
 
     cfg, env = cluster
     topic = f"acked-{uuid.uuid4().hex[:8]}"
@@ -146,7 +146,7 @@ def test_killing_a_broker_under_load_loses_no_acknowledged_record(cluster):
 
 
 def test_stopped_datanode_does_not_lose_files_and_writes_go_on(cluster, tmp_path):
-    from streamlab.stack import running_pid
+    from streamlab.stack.processes import running_pid
 
     cfg, env = cluster
     hdfs = [str(REPO / "bin" / "hdfs"), "dfs"]
@@ -215,7 +215,7 @@ def test_dag_streaming_job_on_the_spark_master_stays_exact_when_a_broker_dies(cl
     import json
     import urllib.request
 
-    from streamlab.stack import running_pid
+    from streamlab.stack.processes import running_pid
     from tests.integration.test_streaming_wordcount import LINES, LatestValues, expected_counts, wait_until
 
     cfg, env = cluster
@@ -274,7 +274,7 @@ def test_landing_succeeds_with_a_datanode_stopped_and_loses_no_file(cluster):
     """kafka_to_hdfs_landing's job on the Spark master, one of the two DataNodes down."""
     import hdfs
 
-    from streamlab.stack import running_pid
+    from streamlab.stack.processes import running_pid
     from tests.integration.test_landing import check_exactly_once, land
     from tests.integration.test_landing import produce as produce_acked
 

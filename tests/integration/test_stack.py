@@ -253,7 +253,8 @@ def test_spark_submit_wrapper_writes_to_hdfs(stack, tmp_path):
 
 
 def test_second_up_is_a_quick_no_op(stack):
-    from streamlab.stack import running_pid, services
+    from streamlab.stack.processes import running_pid
+    from streamlab.stack.registry import services
 
     before = {s.name: running_pid(stack, s.name) for s in services(stack)}
     proc = run_stack("up", stack_env(stack), timeout=120)
@@ -330,7 +331,7 @@ def test_interrupted_first_up_recovers(tmp_path):
 
 def assert_no_process_of(home: Path) -> None:
     """No process whose command line or environment refers to this stack's folder."""
-    from streamlab.stack import stack_pids
+    from streamlab.stack.processes import stack_pids
 
     left = stack_pids(str(home.resolve()))
     for entry in Path("/proc").iterdir():
@@ -349,7 +350,7 @@ def test_zz_postgres_killed_then_up_recovers_with_airflow_history(stack):
     it again, PostgreSQL replays its WAL, and no committed DAG run is lost."""
     if os.environ.get("STREAMLAB_TEST_STACK") == "reuse":
         pytest.skip("killing a reused developer stack's database is not this test's business")
-    from streamlab.stack import running_pid
+    from streamlab.stack.processes import running_pid
 
     before = dag_runs(stack, "kafka_topics_provision")
     assert before

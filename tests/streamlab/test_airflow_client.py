@@ -104,7 +104,7 @@ def stack_cfg(airflow_url: str):
 
 
 def test_a_request_past_the_timeout_names_the_call_and_the_wait(held_api):
-    from streamlab.stack import rest_api_error
+    from streamlab.stack.platform_dags import rest_api_error
 
     client = AirflowClient(held_api, timeout=0.5)
     with pytest.raises(TimeoutError, match=r"^GET /api/v2/dags/d: no answer within 0.5 s$") as timed_out:
@@ -117,7 +117,8 @@ def test_a_request_past_the_timeout_names_the_call_and_the_wait(held_api):
 def test_stream_stop_with_the_stack_down_says_to_check_it():
     import socket
 
-    from streamlab.stack import StackError, stream
+    from streamlab.stack.platform_dags import stream
+    from streamlab.stack.service import StackError
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))

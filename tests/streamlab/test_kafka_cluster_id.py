@@ -11,8 +11,9 @@ import uuid
 
 import pytest
 
-from streamlab import stack
 from streamlab.config import StackConfig
+from streamlab.stack import kafka
+from streamlab.stack.java import java_binary
 
 DASH_FIRST = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0b111110... begins with "-"
 
@@ -20,8 +21,8 @@ DASH_FIRST = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0b111110... begin
 def test_new_ids_never_start_with_a_dash(monkeypatch):
     assert base64.urlsafe_b64encode(DASH_FIRST.bytes).decode().startswith("-")
     draws = iter([DASH_FIRST, DASH_FIRST, uuid.UUID(int=12345)])
-    monkeypatch.setattr(stack.uuid, "uuid4", lambda: next(draws))
-    cluster_id = stack.new_cluster_id()
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka.new_cluster_id()
     assert not cluster_id.startswith("-")
     assert len(cluster_id) == 22 and len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
 
@@ -34,11 +35,11 @@ def test_a_kept_id_that_starts_with_a_dash_still_formats(tmp_path, monkeypatch):
     cfg = StackConfig.load()
     if not (cfg.jars("kafka")).is_dir():
         pytest.fail(f"no Kafka jars in {cfg.jars('kafka')}: run `make deps` first")
-    stack.write_configs(cfg)
+    kafka.write_config(cfg)
     kept = base64.urlsafe_b64encode(DASH_FIRST.bytes).decode().rstrip("=")
     (cfg.home / "data").mkdir(parents=True, exist_ok=True)
     (cfg.home / "data" / "kafka-cluster-id").write_text(kept)
-    stack.format_storage(cfg, stack.java_binary())
+    kafka.format_storage(cfg, java_binary())
     for node in cfg.kafka_nodes:
-        meta = (stack.kafka_data_dir(cfg, node) / "meta.properties").read_text()
+        meta = (kafka.data_dir(cfg, node) / "meta.properties").read_text()
         assert f"cluster.id={kept}" in meta

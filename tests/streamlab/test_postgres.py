@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamlab import postgres
 from streamlab.config import StackConfig
+from streamlab.stack import postgres, processes
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_a_data_folder_of_another_major_version_is_refused_untouched(cfg):
     (folder / "PG_VERSION").write_text("16\n")
     (folder / "base").mkdir()
     with pytest.raises(postgres.PostgresError) as err:
-        postgres.check_data_dir(cfg)
+        postgres.check_state(cfg)
     message = str(err.value)
     assert "holds a PostgreSQL 16 database" in message and "runs PostgreSQL 18" in message
     assert "pg_dumpall" in message and f"mv {folder} {folder}-pg16" in message
@@ -36,7 +36,7 @@ def test_a_sqlite_state_from_before_is_named_with_the_way_out(cfg):
     sqlite_db.parent.mkdir(parents=True)
     sqlite_db.write_bytes(b"SQLite format 3\0")
     with pytest.raises(postgres.PostgresError) as err:
-        postgres.check_data_dir(cfg)
+        postgres.check_state(cfg)
     assert f"mv {sqlite_db} {sqlite_db}.sqlite-backup" in str(err.value)
     assert sqlite_db.read_bytes() == b"SQLite format 3\0"
 
@@ -47,7 +47,7 @@ def test_a_current_data_folder_passes_even_beside_an_old_sqlite_file(cfg):
     (folder / "PG_VERSION").write_text("18\n")
     (cfg.airflow_home).mkdir(parents=True)
     (cfg.airflow_home / "airflow.db").write_bytes(b"")
-    postgres.check_data_dir(cfg)
+    postgres.check_state(cfg)
 
 
 def test_the_server_listens_on_loopback_only(cfg):
@@ -72,7 +72,7 @@ def test_a_killed_servers_zombie_lock_file_is_removed(cfg, monkeypatch):
     try:
         monkeypatch.setattr(postgres, "_shm_attached", lambda shmid: 0)
         for _ in range(100):
-            if postgres.psutil.Process(zombie.pid).status() == postgres.psutil.STATUS_ZOMBIE:
+            if processes.zombie(zombie.pid):
                 break
             postgres.time.sleep(0.05)
         write_lock(cfg, zombie.pid)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamlab.stack import namenode_formatted
+from streamlab.stack.namenode import formatted as namenode_formatted
 
 
 def test_a_namenode_format_interrupted_after_its_version_file_is_redone(tmp_path):

@@ -15,22 +15,47 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import time
 from functools import cache
 from pathlib import Path
 
-import psutil
-
 from streamlab.config import HOST, StackConfig
+from streamlab.stack import processes
+from streamlab.stack.service import Health, Layer, Service, StackError, run_step, say
 
+PORTS = {"postgres": (5432, "PostgreSQL (Airflow metadata database)")}
 SERVER_USER = "streamlab-pg"  # only when the stack runs as root
 DB_USER = DB_NAME = "airflow"  # as in StackConfig.metadata_db_url
 
 
-class PostgresError(Exception):
-    """A problem the user can act on (the stack prints it without a trace)."""
+class PostgresError(StackError):
+    """A problem with the PostgreSQL server or its data folder, and its fix."""
+
+
+def services(cfg: StackConfig) -> list[Service]:
+    return [
+        Service(
+            "postgres",
+            Layer.POSTGRES,
+            ("postgres",),
+            lambda cfg, java: command(cfg),
+            lambda cfg: health(cfg, cfg.secrets().get("postgres_password", "")),
+            before_start=wait_for_old_server,
+            run_as=server_user,
+            # SIGINT to the postmaster alone is PostgreSQL's "fast" shutdown; its children stop
+            # on their own, in order. SIGTERM to the group would stop them out of order.
+            stop_signal=signal.SIGINT,
+            signal_group=False,
+            stop_timeout=30,
+        )
+    ]
+
+
+def format_storage(cfg: StackConfig, java: str) -> None:
+    initdb(cfg, cfg.secrets(create=True)["postgres_password"])
 
 
 def bin_dir() -> Path:
@@ -76,7 +101,7 @@ def server_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(SERVER_USER)
 
 
-def open_traversal(paths: list[Path], say) -> None:
+def open_traversal(paths: list[Path]) -> None:
     """Give `o+x` to the folders above `paths` that lack it, so the server user can reach them."""
     opened = []
     for path in paths:
@@ -91,7 +116,7 @@ def open_traversal(paths: list[Path], say) -> None:
         )
 
 
-def check_data_dir(cfg: StackConfig) -> None:
+def check_state(cfg: StackConfig) -> None:
     """Stop, naming the fix, on a data folder this server cannot open or an older SQLite state."""
     pg_version = data_dir(cfg) / "PG_VERSION"
     if pg_version.exists():
@@ -117,7 +142,7 @@ def check_data_dir(cfg: StackConfig) -> None:
         )
 
 
-def initdb(cfg: StackConfig, password: str, run_step, say) -> None:
+def initdb(cfg: StackConfig, password: str) -> None:
     """Create the database cluster once: into a temporary folder, renamed when complete, so an
     interrupted `up` starts over instead of using half a cluster."""
     target = data_dir(cfg)
@@ -132,11 +157,12 @@ def initdb(cfg: StackConfig, password: str, run_step, say) -> None:
     pwfile.write_text(password + "\n")
     pwfile.chmod(0o600)
     if user is not None:
-        open_traversal([partial.parent, bin_dir()], say)
+        open_traversal([partial.parent, bin_dir()])
         for p in (partial, pwfile):
             os.chown(p, user.pw_uid, user.pw_gid)
     try:
         run_step(
+            cfg,
             "postgres-initdb",
             [str(bin_dir() / "initdb"), "-D", str(partial), "-U", DB_USER, f"--pwfile={pwfile}",
              "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"],
@@ -159,11 +185,8 @@ def wait_for_old_server(cfg: StackConfig, timeout: float = 15) -> None:
         old_pid, shmid = int(lines[0]), lines[6].split()[1]
     except (OSError, IndexError, ValueError):
         return
-    try:
-        if psutil.Process(old_pid).status() != psutil.STATUS_ZOMBIE:
-            return  # alive: the server refuses to start and its log names that process
-    except psutil.NoSuchProcess:
-        pass
+    if processes.alive(old_pid):
+        return  # the server refuses to start and its log names that process
     deadline = time.monotonic() + timeout
     while True:
         attached = _shm_attached(shmid)
@@ -177,11 +200,8 @@ def wait_for_old_server(cfg: StackConfig, timeout: float = 15) -> None:
                 "-o pid,cmd | grep 'postgres:'`, stop them, then `make up` again."
             )
         time.sleep(0.2)
-    try:
-        if psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE:
-            lock.unlink(missing_ok=True)
-    except psutil.NoSuchProcess:
-        pass
+    if processes.zombie(old_pid):
+        lock.unlink(missing_ok=True)
 
 
 def _shm_attached(shmid: str) -> int:
@@ -220,7 +240,7 @@ def connect(cfg: StackConfig, password: str, dbname: str = DB_NAME, timeout: int
     )  # fmt: skip
 
 
-def health(cfg: StackConfig, password: str) -> tuple[bool, str]:
+def health(cfg: StackConfig, password: str) -> Health:
     import psycopg2
 
     try:
