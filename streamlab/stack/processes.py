@@ -128,6 +128,32 @@ def stack_pids(marker: str) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return ""
+
+
+def matching(text: str) -> list[int]:
+    """Live processes (not this one) whose command line contains `text`."""
+    return [
+        proc.pid
+        for proc in psutil.process_iter()
+        if proc.pid != os.getpid() and text in command_line(proc.pid) and alive(proc.pid)
+    ]
+
+
+def in_group(pgid: int) -> list[int]:
+    """Live members of a process group."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(proc.pid) == pgid and alive(proc.pid):
+                found.append(proc.pid)
+    return found
+
+
 def signal_group(pid: int, sig: int) -> None:
     """`sig` to the process group led by `pid`, and to `pid` itself (it may have left its group)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

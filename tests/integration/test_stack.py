@@ -331,17 +331,9 @@ def test_interrupted_first_up_recovers(tmp_path):
 
 def assert_no_process_of(home: Path) -> None:
     """No process whose command line or environment refers to this stack's folder."""
-    from streamlab.stack.processes import stack_pids
+    from streamlab.stack.processes import matching, stack_pids
 
-    left = stack_pids(str(home.resolve()))
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if str(home.resolve()) in cmd and int(entry.name) != os.getpid():
-                left.append(int(entry.name))
+    left = stack_pids(str(home.resolve())) + matching(str(home.resolve()))
     assert not left, f"processes of the stack still running: {left}"
 
 

@@ -1,7 +1,7 @@
 """The streaming word count on the real stack: exact counts, kill -9, bad input, Airflow supervision.
 
 Every test uses its own input/output topics and checkpoint. The expected counts come from an
-independent tokenizer (`re.findall(r"[^\\W_]+", s.lower())`), never from spark_jobs/textproc.py.
+independent tokenizer (`re.findall(r"[^\\W_]+", s.lower())`), never from streamlab/textproc.py.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from streamlab import deps
 from streamlab.airflow_client import AirflowClient
+from streamlab.stack import processes
 from tests.conftest import run_stack
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "spark_jobs" / "wordcount_stream.py"
-TEXTPROC = REPO / "spark_jobs" / "textproc.py"
 DAG_ID = "streaming_wordcount"
 MIB = 1024 * 1024
 MAX_WORD_BYTES = 1_000_000  # the job's documented default (--max-word-bytes)
@@ -164,42 +165,6 @@ class LatestValues:
 # ---- the job, launched by hand --------------------------------------------------------------
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def pids_matching(text: str) -> list[int]:
-    """Live processes whose command line contains `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and process_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
-def pids_in_group(pgid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) == pgid and process_alive(int(entry.name)):
-                found.append(int(entry.name))
-        except ProcessLookupError:
-            continue
-    return found
-
-
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -220,7 +185,7 @@ class SparkJob:
             str(REPO / ".venv" / "bin" / "spark-submit"),
             "--master", "local[2]",
             "--name", f"it-{group}",
-            "--py-files", str(TEXTPROC),
+            "--py-files", str(deps.check_python_archive()),
             str(JOB), stack.kafka_bootstrap, in_topic, group,
             "--output-topic", out_topic,
             "--checkpoint", self.checkpoint,
@@ -241,7 +206,7 @@ class SparkJob:
         log.close()
 
     def python_driver_pids(self) -> list[int]:
-        return [p for p in pids_in_group(self.proc.pid) if p != self.proc.pid]
+        return [p for p in processes.in_group(self.proc.pid) if p != self.proc.pid]
 
     def kill9(self) -> None:
         """kill -9 the driver JVM; its python driver must not outlive it."""
@@ -249,7 +214,7 @@ class SparkJob:
         drivers = wait_until(self.python_driver_pids, 60, "the python driver")
         os.kill(self.proc.pid, signal.SIGKILL)
         assert self.proc.wait(30) == -signal.SIGKILL
-        wait_until(lambda: not any(process_alive(p) for p in drivers), 30, "the python driver to exit")
+        wait_until(lambda: not any(processes.alive(p) for p in drivers), 30, "the python driver to exit")
 
     def assert_running(self) -> None:
         assert self.proc and self.proc.poll() is None, f"the job died:\n{self.log_tail()}"
@@ -396,11 +361,11 @@ def airflow_cli(stack, *args: str) -> subprocess.CompletedProcess:
 
 def spark_submit_tree(group: str) -> tuple[int, list[int]]:
     """(process group, its live processes) of the spark-submit started for `group`."""
-    jvms = [p for p in pids_matching(f" {group} ") if "SparkSubmit" in Path(f"/proc/{p}/cmdline").read_text()]
+    jvms = [p for p in processes.matching(f" {group} ") if "SparkSubmit" in processes.command_line(p)]
     if len(jvms) != 1:
         return 0, []
     pgid = os.getpgid(jvms[0])
-    return pgid, pids_in_group(pgid)
+    return pgid, processes.in_group(pgid)
 
 
 @pytest.mark.timeout(900)
@@ -438,7 +403,7 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
         producer.start()
         wait_until(lambda: len(output.poll(0.5)) > len(expected_counts(LINES)) + 20, 60, "stream counts")
         pgid, tree = spark_submit_tree(names["group"])
-        jvm = next(p for p in tree if "SparkSubmit" in Path(f"/proc/{p}/cmdline").read_text())
+        jvm = next(p for p in tree if "SparkSubmit" in processes.command_line(p))
         os.kill(jvm, signal.SIGKILL)
         wait_until(lambda: api.task_try_number(run_id) >= 2, 120, "the task's retry")
         wait_until(
@@ -452,12 +417,12 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
         pgid, tree = spark_submit_tree(names["group"])
         assert len(tree) >= 3, f"expected task runner, JVM and python driver in group {pgid}: {tree}"
         assert run_id in api.stop_dag(DAG_ID)
-        wait_until(lambda: not pids_in_group(pgid), 60, f"process group {pgid} to be gone")
-        assert not pids_matching(f" {names['group']} "), "a process of the job outlived its task"
+        wait_until(lambda: not processes.in_group(pgid), 60, f"process group {pgid} to be gone")
+        assert not processes.matching(f" {names['group']} "), "a process of the job outlived its task"
         assert api.run_state(DAG_ID, run_id) == "failed"
     finally:
         output.close()
-        for pid in pids_matching(f" {names['group']} "):
+        for pid in processes.matching(f" {names['group']} "):
             with _suppress():
                 os.kill(pid, signal.SIGKILL)
         api.set_paused(DAG_ID, was_paused)

@@ -34,6 +34,8 @@ def test_a_spawned_service_is_found_by_its_pid_file_and_stopped_with_its_childre
                 break
             time.sleep(0.1)
         assert len(kids) == 1 and psutil.Process(kids[0]).name() == "sleep"
+        assert sorted(processes.in_group(pid)) == sorted([pid, *kids])  # its own group
+        assert processes.matching("time.sleep(60)") == [pid]
         processes.signal_group(pid, 15)
         processes.wait_gone([pid, *kids], 10)
         assert not processes.alive(kids[0])
