@@ -27,6 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import psutil  # noqa: E402
+
 from streamlab.config import StackConfig, free_ports  # noqa: E402
 from streamlab.stack.processes import descendants, running_pid, stack_pids  # noqa: E402
 from streamlab.stack.registry import port_defaults, services  # noqa: E402
@@ -52,16 +54,12 @@ def healthy_after(up_output: str) -> float:
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
-    rss = pss = 0
+    """(RSS, PSS) in KiB; PSS shares each shared page among the processes that map it."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
+        mem = psutil.Process(pid).memory_full_info()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0, 0
+    return mem.rss // 1024, mem.pss // 1024
 
 
 def main() -> None:
