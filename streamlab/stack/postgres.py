@@ -43,7 +43,7 @@ def services(cfg: StackConfig) -> list[Service]:
             ("postgres",),
             lambda cfg, java: command(cfg),
             lambda cfg: health(cfg, cfg.secrets().get("postgres_password", "")),
-            before_start=wait_for_old_server,
+            before_start=before_start,
             run_as=server_user,
             # SIGINT to the postmaster alone is PostgreSQL's "fast" shutdown; its children stop
             # on their own, in order. SIGTERM to the group would stop them out of order.
@@ -172,6 +172,14 @@ def initdb(cfg: StackConfig, password: str) -> None:
         pwfile.unlink(missing_ok=True)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
+
+
+def before_start(cfg: StackConfig) -> None:
+    if server_user() is not None:
+        # Again on every start: a folder above may have lost its o+x since initdb (pytest, for
+        # one, resets its temp root to 0700 at each session).
+        open_traversal([data_dir(cfg).parent, bin_dir()])
+    wait_for_old_server(cfg)
 
 
 def wait_for_old_server(cfg: StackConfig, timeout: float = 15) -> None:
