@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # The Airflow image of docker-compose.yaml: the official image plus what the tasks run in-process.
 # With the LocalExecutor the Spark drivers (client mode) run inside the scheduler container, so it
-# needs a JDK, pyspark, Spark's Kafka connector jars and the project's jar (jvm/src, the landing's
-# Parquet writer), on top of the project's Python pins.
+# needs a JDK, pyspark, Spark's Kafka connector jars, the project's jar (jvm/src, the landing's
+# Parquet writer) and the archive of the `streamlab` package that every Spark job gets with
+# --py-files, on top of the project's runtime Python pins (requirements.txt: no test tools).
 #
 # docker-compose.yaml passes the build args; tests/compose/test_compose.py checks that they, and
 # the defaults below, equal the pins in requirements.txt.
@@ -35,6 +36,7 @@ RUN apt-get update \
 ENV JAVA_HOME=/usr/lib/jvm/streamlab-java
 
 USER airflow
+# requirements.txt holds the runtime pins only (pytest and ruff are in requirements-dev.txt).
 # constraints.txt is optional (the brackets let COPY match nothing); when present it freezes
 # the transitive versions exactly as in the local venv.
 COPY requirements.txt constraints.tx[t] /tmp/pins/
@@ -53,3 +55,12 @@ RUN SPARK_JARS="$(python -c 'import os, pyspark; print(os.path.join(os.path.dirn
         -cp "${SPARK_JARS}/*:/opt/airflow/.deps/jars/spark-kafka/*" $(find /tmp/jvm-src -name '*.java') \
     && jar cf /opt/airflow/.deps/jars/streamlab/streamlab-jvm.jar -C /tmp/jvm-classes . \
     && rm -rf /tmp/jvm-src /tmp/jvm-classes
+
+# The package archive for spark-submit --py-files, packed by the same code as `make deps`, at the
+# place the DAGs look for it (.deps/python/ beside streamlab/). The code itself is mounted, not
+# baked in: before each submit the DAGs repack the archive if the mounted sources differ (as the
+# image's airflow user, the owner of the folder; `docker compose up -d --build` packs it afresh).
+COPY --chown=airflow:0 streamlab /tmp/streamlab-src/streamlab
+RUN cd /tmp/streamlab-src \
+    && STREAMLAB_DEPS=/opt/airflow/.deps python -m streamlab.deps --python-archive \
+    && rm -rf /tmp/streamlab-src

@@ -32,10 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from streamlab import deps, lake  # noqa: E402
 from streamlab.config import StackConfig  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "kafka_to_hdfs_landing.py"
-PY_FILES = f"{REPO}/streamlab/landing.py,{REPO}/streamlab/parquet_footer.py"
 REPORT_MARKER = "LANDING_REPORT_JSON "
 WORDS = "kafka hdfs spark airflow parquet données landing exactly once offset partition topic".split()
 
@@ -95,12 +95,12 @@ def consumer_perf(cfg: StackConfig, topic: str, n: int) -> tuple[float, dict[str
 def landing(
     cfg: StackConfig, topic: str, root: str | None, run_id: str, extra: list[str]
 ) -> tuple[float, dict]:
-    """Run the landing job; `root` None = the DAG's folders (/data/raw, ...)."""
+    """Run the landing job; `root` None = the DAG's folders (streamlab.lake: /data/raw, ...)."""
     roots = [] if root is None else [
         "--raw-root", f"{root}/raw", "--quarantine-root", f"{root}/quarantine", "--reports-root", f"{root}/reports",
     ]  # fmt: skip
     cmd = [
-        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", PY_FILES,
+        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", str(deps.ensure_python_archive()),
         str(JOB), "--bootstrap-servers", cfg.kafka_bootstrap, "--topic", f"{topic}=text",
         "--run-id", run_id, *roots, *extra,
     ]  # fmt: skip
@@ -243,9 +243,9 @@ def main() -> int:
             admin.delete_topics([big, tiny], operation_timeout=60)
             doomed = [
                 root,
-                f"/data/raw/{tiny}",
-                f"/data/quarantine/{tiny}",
-                f"/data/_landing/reports/bench-*{bench_id}*",
+                lake.TopicPaths(tiny).root,
+                lake.TopicPaths(tiny).quarantine,
+                f"{lake.REPORTS_ROOT}/bench-*{bench_id}*",
             ]
             subprocess.run([str(REPO / "bin" / "hdfs"), "dfs", "-rm", "-r", "-f", "-skipTrash", *doomed],
                            cwd=REPO, env=cfg.env(), capture_output=True)  # fmt: skip

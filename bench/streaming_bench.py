@@ -43,10 +43,10 @@ sys.path.insert(0, str(REPO))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from streamlab import deps  # noqa: E402
 from streamlab.config import StackConfig  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "wordcount_stream.py"
-TEXTPROC = REPO / "spark_jobs" / "textproc.py"
 WORDS_PER_LINE = 10
 TICK_S = 0.005  # the producer paces itself in ticks of 5 ms
 
@@ -183,7 +183,7 @@ def start_job(
         *confs,
         "--master", spark_master(cfg),
         "--name", f"bench-{group}",
-        "--py-files", str(TEXTPROC),
+        "--py-files", str(deps.ensure_python_archive()),
         str(JOB), cfg.kafka_bootstrap, in_topic, group,
         "--output-topic", out_topic,
         "--checkpoint", f"/checkpoints/bench/{group}",

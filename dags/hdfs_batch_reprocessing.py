@@ -4,7 +4,8 @@
 Daily word count of the values landed by `kafka_to_hdfs_landing`, one run per UTC day (the data
 interval), written to `/data/curated/wordcount/dt=YYYY-MM-DD/` (Parquet `word`, `count` and a
 `_SUCCESS` file holding a JSON summary). Job: `spark_jobs/batch_wordcount.py`, with the same
-tokenization as the streaming word count (`spark_jobs/textproc.py`).
+tokenization as the streaming word count (`streamlab/textproc.py`). Paths and the Asset are
+named in `streamlab/lake.py`.
 
 1. `wait_for_landing` (sensor, reschedule mode): the day is complete when, for every topic, the
    landing has committed a run planned after the end of the day plus `lateness_minutes`. Such a
@@ -32,27 +33,14 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
-REPO = Path(__file__).resolve().parents[1]
-JOB = REPO / "spark_jobs" / "batch_wordcount.py"
-TEXTPROC = REPO / "spark_jobs" / "textproc.py"
+from streamlab import deps, lake
+from streamlab.topics import landed_topics
+
+JOB = Path(__file__).resolve().parents[1] / "spark_jobs" / "batch_wordcount.py"
 DAY = "{{ data_interval_start.strftime('%Y-%m-%d') }}"
-WORDCOUNT = Asset(name="curated/wordcount", uri="streamlab-curated://data/curated/wordcount")
-
-
-def _text_topics() -> list[str]:
-    try:
-        from streamlab.topics import landed_topics
-
-        return [t.name for t in landed_topics() if t.value_format == "text"]
-    except ImportError:
-        import yaml
-
-        data = yaml.safe_load((Path(__file__).parent / "topics.yaml").read_text()) or {}
-        return [
-            t["name"]
-            for t in data.get("topics", [])
-            if t.get("land") and t.get("value_format", "text") == "text"
-        ]
+WORDCOUNT = Asset(**lake.WORDCOUNT_ASSET)
+# validated: an invalid topics file fails the parse, naming the file and the field
+TEXT_TOPICS = [t.name for t in landed_topics() if t.value_format == "text"]
 
 
 @dag(
@@ -69,7 +57,7 @@ def _text_topics() -> list[str]:
         "retry_delay": timedelta(minutes=1),
     },
     params={
-        "topics": Param(_text_topics(), type="array", items={"type": "string"}),
+        "topics": Param(TEXT_TOPICS, type="array", items={"type": "string"}),
         "lateness_minutes": Param(10, type="integer", minimum=0),
     },
     doc_md=__doc__,
@@ -90,7 +78,7 @@ def hdfs_batch_reprocessing():
         lateness = int(params["lateness_minutes"]) * 60_000
         status = {}
         for topic in params["topics"]:
-            done, through = landing.day_complete(fs, landing.TopicPaths(topic), day, lateness)
+            done, through = landing.day_complete(fs, lake.TopicPaths(topic), day, lateness)
             status[topic] = {"complete": done, "landed_through_ms": through}
             log.info("%s %s: landed through %s -> %s", topic, day, through, "complete" if done else "waiting")
         return PokeReturnValue(is_done=all(s["complete"] for s in status.values()), xcom_value=status)
@@ -100,7 +88,8 @@ def hdfs_batch_reprocessing():
         conn_id="spark_default",
         name="batch_wordcount",
         application=str(JOB),
-        py_files=str(TEXTPROC),
+        py_files=str(deps.python_archive()),  # the streamlab package, repacked if stale before each submit
+        pre_execute=lambda context: deps.ensure_python_archive(),
         application_args=[
             "--date",
             DAY,
@@ -121,7 +110,7 @@ def hdfs_batch_reprocessing():
 
         day = data_interval_start.strftime("%Y-%m-%d")
         client = WebHDFSHook(webhdfs_conn_id="webhdfs_default").get_conn()
-        with client.read(f"/data/curated/wordcount/dt={day}/_SUCCESS") as f:
+        with client.read(f"{lake.wordcount_day(day)}/{lake.SUMMARY_FILE}") as f:
             result = json.loads(f.read())
         outlet_events[WORDCOUNT].extra = {
             "date": day,

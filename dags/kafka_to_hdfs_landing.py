@@ -34,33 +34,13 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, Param, dag, task
 
-REPO = Path(__file__).resolve().parents[1]
-JOB = REPO / "spark_jobs" / "kafka_to_hdfs_landing.py"
-PY_FILES = ",".join(str(REPO / "streamlab" / name) for name in ("landing.py", "parquet_footer.py"))
+from streamlab import deps, lake
+from streamlab.topics import landed_topics
+
+JOB = Path(__file__).resolve().parents[1] / "spark_jobs" / "kafka_to_hdfs_landing.py"
 SCHEDULE = os.environ.get("STREAMLAB_LANDING_SCHEDULE", "*/10 * * * *")
-
-
-def _landed_topics() -> list[str]:
-    """`name=value_format` of the topics to land, from the topics file next to this DAG."""
-    try:
-        from streamlab.topics import landed_topics
-
-        return [f"{t.name}={t.value_format}" for t in landed_topics()]
-    except ImportError:  # the topics module is not importable: read the file itself
-        import yaml
-
-        data = yaml.safe_load((Path(__file__).parent / "topics.yaml").read_text()) or {}
-        return [
-            f"{t['name']}={t.get('value_format', 'text')}" for t in data.get("topics", []) if t.get("land")
-        ]
-
-
-TOPICS = _landed_topics()
-# One Asset per landed topic. Not the HDFS scheme: its URIs must name the NameNode (a host).
-ASSETS = {
-    name: Asset(name=f"raw/{name}", uri=f"streamlab-raw://data/raw/{name}")
-    for name in (spec.split("=")[0] for spec in TOPICS)
-}
+LANDED = landed_topics()  # validated: an invalid topics file fails the parse, naming file and field
+ASSETS = {t.name: Asset(**lake.raw_asset(t.name)) for t in LANDED}
 
 
 @dag(
@@ -81,7 +61,12 @@ ASSETS = {
         "accept_data_loss": Param(
             False, type="boolean", description="skip records Kafka deleted before they were landed"
         ),
-        "topics": Param(TOPICS, type="array", items={"type": "string"}, description="name=text|bytes"),
+        "topics": Param(
+            [f"{t.name}={t.value_format}" for t in LANDED],
+            type="array",
+            items={"type": "string"},
+            description="name=text|bytes",
+        ),
     },
     doc_md=__doc__,
 )
@@ -91,7 +76,8 @@ def kafka_to_hdfs_landing():
         conn_id="spark_default",
         name="kafka_to_hdfs_landing",
         application=str(JOB),
-        py_files=PY_FILES,
+        py_files=str(deps.python_archive()),  # the streamlab package, repacked if stale before each submit
+        pre_execute=lambda context: deps.ensure_python_archive(),
         application_args=[
             "--bootstrap-servers",
             "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}",
@@ -120,7 +106,7 @@ def kafka_to_hdfs_landing():
         ti = context["ti"]
         client = WebHDFSHook(webhdfs_conn_id="webhdfs_default").get_conn()
         fs = landing.WebHdfsFileSystem(client)
-        path = landing.report_path(context["run_id"])  # the job deletes it first, writes it last
+        path = lake.report_path(context["run_id"])  # the job deletes it first, writes it last
         if fs.status(path) is None:
             raise AirflowFailException(f"no landing report at {path}: the landing job did not finish")
         result = json.loads(fs.read(path).decode())

@@ -30,6 +30,8 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param
 
+from streamlab import deps
+
 SPARK_JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
 
 with DAG(
@@ -67,7 +69,8 @@ with DAG(
         conn_id="spark_default",
         name="wordcount_stream",
         application=str(SPARK_JOBS / "wordcount_stream.py"),
-        py_files=str(SPARK_JOBS / "textproc.py"),
+        py_files=str(deps.python_archive()),  # the streamlab package, repacked if stale before each submit
+        pre_execute=lambda context: deps.ensure_python_archive(),
         application_args=[
             "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}",
             "{{ params.input_topics }}",

@@ -2,12 +2,15 @@
 
 Reads every Parquet file under /data/raw/<topic>/dt=<date>/ (the landing's folders; names
 starting with `_` or `.` skipped as by any reader), counts words with the shared tokenization
-(`textproc.word_counts`: lower-case, runs of Unicode letters and digits) and writes
+(`streamlab.textproc.word_counts`: lower-case, runs of Unicode letters and digits) and writes
 /data/curated/wordcount/dt=<date>/part-00000.parquet (word string, count long) + `_SUCCESS`
 (a JSON summary: records, tokens, distinct words, inputs).
 
-    bin/spark-submit --name batch_wordcount --py-files spark_jobs/textproc.py \\
+    bin/spark-submit --name batch_wordcount --py-files .deps/python/streamlab.zip \\
         spark_jobs/batch_wordcount.py --date 2025-01-01 --topic Hello-Kafka
+
+(`.deps/python/streamlab.zip` is the `streamlab` package, packed by `make deps`; the folders are
+named in `streamlab/lake.py`.)
 
 Publication, so that no reader ever sees old and new files mixed:
 1. the result is written into a hidden temporary folder beside the target (`_tmp-dt=<date>-<id>`)
@@ -34,10 +37,8 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-try:
-    from textproc import tokens, word_counts
-except ImportError:  # run from the repository root without --py-files
-    from spark_jobs.textproc import tokens, word_counts
+from streamlab import lake
+from streamlab.textproc import tokens, word_counts
 
 log = logging.getLogger("batch_wordcount")
 
@@ -142,7 +143,7 @@ def publish(hdfs: Hdfs, tmp: str, final: str) -> str:
     visible = [n for n in hdfs.names(final) if not n.startswith(("_", "."))]
     if visible == [DATA_FILE]:
         hdfs.replace(posixpath.join(tmp, DATA_FILE), posixpath.join(final, DATA_FILE))
-        hdfs.replace(posixpath.join(tmp, "_SUCCESS"), posixpath.join(final, "_SUCCESS"))
+        hdfs.replace(posixpath.join(tmp, lake.SUMMARY_FILE), posixpath.join(final, lake.SUMMARY_FILE))
         hdfs.delete(tmp)
         return "replaced"
     # Not a layout this job wrote: swap the folders (readers may briefly find no folder).
@@ -160,8 +161,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--date", required=True, help="YYYY-MM-DD (UTC day of the record timestamps)")
     p.add_argument("--topic", action="append", required=True, help="landed text topic(s), repeatable or a,b")
-    p.add_argument("--raw-root", default="/data/raw")
-    p.add_argument("--out-root", default="/data/curated/wordcount")
+    p.add_argument("--raw-root", default=lake.RAW_ROOT)
+    p.add_argument("--out-root", default=lake.WORDCOUNT_ROOT)
     p.add_argument("--run-id", default="manual")
     args = p.parse_args(argv)
     datetime.strptime(args.date, "%Y-%m-%d")
@@ -175,13 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = SparkSession.builder.getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     hdfs = Hdfs(spark, args.out_root)
-    final = posixpath.join(args.out_root, f"dt={args.date}")
+    final = lake.wordcount_day(args.date, args.out_root)
     for name in hdfs.names(args.out_root) if hdfs.exists(args.out_root) else []:
         if name.startswith((f"_tmp-dt={args.date}-", f"_old-dt={args.date}-")):
             hdfs.delete(posixpath.join(args.out_root, name))  # left by a killed earlier attempt
-    folders = [
-        f for f in (posixpath.join(args.raw_root, t, f"dt={args.date}") for t in args.topic) if hdfs.exists(f)
-    ]
+    folders = [f for f in (lake.raw_day(t, args.date, args.raw_root) for t in args.topic) if hdfs.exists(f)]
     tmp = posixpath.join(args.out_root, f"_tmp-dt={args.date}-{uuid.uuid4().hex[:12]}")
     if folders:
         observation = Observation("wordcount")
@@ -209,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run_id": args.run_id,
         "written_at": datetime.now(timezone.utc).isoformat(),
     }
-    hdfs.write_text(posixpath.join(tmp, "_SUCCESS"), json.dumps(summary, sort_keys=True))
+    hdfs.write_text(posixpath.join(tmp, lake.SUMMARY_FILE), json.dumps(summary, sort_keys=True))
     summary["publication"] = publish(hdfs, tmp, final)
     summary["output"] = final
     log.info("published %s: %s", final, summary)

@@ -7,12 +7,15 @@ connector's kafka-clients jar) and Spark tasks that read exactly the planned off
 write it as Parquet into the run's staging folder (the project's JVM writer, jvm/src). Spark is only started when there is something
 to land: a run with nothing new costs a JVM start, a few Kafka and NameNode requests.
 
-    bin/spark-submit --name kafka_to_hdfs_landing \\
-        --py-files streamlab/landing.py,streamlab/parquet_footer.py \\
+    bin/spark-submit --name kafka_to_hdfs_landing --py-files .deps/python/streamlab.zip \\
         spark_jobs/kafka_to_hdfs_landing.py \\
         --bootstrap-servers 127.0.0.1:9092 --topic Hello-Kafka=text --run-id manual-1
 
-Output: /data/raw/<topic>/dt=YYYY-MM-DD/hr=HH/part-<topic>+<partition>+<first>+<last>.parquet
+(`.deps/python/streamlab.zip` is the `streamlab` package, packed by `make deps`; `--topics-file
+dags/topics.yaml` lands its `land: true` topics, read by `streamlab.topics`, which validates it.)
+
+Output (the roots are named in `streamlab/lake.py`):
+/data/raw/<topic>/dt=YYYY-MM-DD/hr=HH/part-<topic>+<partition>+<first>+<last>.parquet
 (columns topic, partition, offset, timestamp, timestamp_type, key, value), undecodable records
 under /data/quarantine/<topic>/ (same columns, value as bytes, plus reason), and the run report
 as JSON at /data/_landing/reports/<run id>.json (also printed after `LANDING_REPORT_JSON `).
@@ -35,10 +38,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-try:
-    from streamlab import landing
-except ImportError:  # shipped flat with --py-files
-    import landing  # type: ignore[no-redef]
+from streamlab import lake, landing, topics
 
 log = logging.getLogger("kafka_to_hdfs_landing")
 
@@ -312,13 +312,6 @@ def _topic(value: str) -> tuple[str, str]:
     return name, fmt
 
 
-def topics_from_file(path: str) -> list[tuple[str, str]]:
-    import yaml
-
-    data = yaml.safe_load(open(path)) or {}
-    return [(t["name"], t.get("value_format", "text")) for t in data.get("topics", []) if t.get("land")]
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap-servers", required=True)
@@ -333,9 +326,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=False,
         help="skip records Kafka deleted before they were landed (recorded in the report)",
     )
-    p.add_argument("--raw-root", default=landing.DEFAULT_RAW_ROOT)
-    p.add_argument("--quarantine-root", default=landing.DEFAULT_QUARANTINE_ROOT)
-    p.add_argument("--reports-root", default=landing.DEFAULT_REPORTS_ROOT)
+    p.add_argument("--raw-root", default=lake.RAW_ROOT)
+    p.add_argument("--quarantine-root", default=lake.QUARANTINE_ROOT)
+    p.add_argument("--reports-root", default=lake.REPORTS_ROOT)
     p.add_argument("--report-path", help="default: <reports-root>/<run id>.json")
     p.add_argument("--target-file-mb", type=float, default=128)
     p.add_argument("--max-records-per-file", type=int, default=5_000_000)
@@ -361,7 +354,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
     if args.topics_file:
-        args.topic += topics_from_file(args.topics_file)
+        try:
+            args.topic += [(t.name, t.value_format) for t in topics.landed_topics(args.topics_file)]
+        except topics.TopicsFileError as e:
+            p.error(str(e))
     if not args.topic:
         p.error("no topic: give --topic NAME[=text|bytes] or --topics-file")
     args.run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y-%m-%dT%H%M%S}"
@@ -383,7 +379,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hadoop_conf = _hadoop(jvm)
     fs = HadoopFileSystem(jvm, gateway, hadoop_conf, args.raw_root)
     # A report left by an earlier attempt of this run must not outlive a crash of this one.
-    report_at = args.report_path or landing.report_path(args.run_id, args.reports_root)
+    report_at = args.report_path or lake.report_path(args.run_id, args.reports_root)
     fs.delete(report_at)
     kafka_options = {**KAFKA_DEFAULTS, **dict(kv.split("=", 1) for kv in args.kafka_option)}
     offsets = KafkaOffsets(jvm, args.bootstrap_servers, kafka_options)
@@ -402,7 +398,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reports = []
     try:
         for name, fmt in args.topic:
-            paths = landing.TopicPaths(name, args.raw_root, args.quarantine_root)
+            paths = lake.TopicPaths(name, args.raw_root, args.quarantine_root)
             writer = JvmStagingWriter(spark, args.bootstrap_servers, kafka_options, args.accept_data_loss)
             try:
                 reports.append(landing.land_topic(fs, paths, offsets, writer, opts, args.run_id, fmt))

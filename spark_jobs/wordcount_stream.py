@@ -3,7 +3,7 @@
 The lab's job, kept alive by DAG `streaming_wordcount`. By hand, against the local stack
 (`eval "$(.venv/bin/python -m streamlab.stack env)"` first, or use the `bin/` wrappers):
 
-    spark-submit --name wordcount_stream --py-files spark_jobs/textproc.py \\
+    spark-submit --name wordcount_stream --py-files .deps/python/streamlab.zip \\
         spark_jobs/wordcount_stream.py 127.0.0.1:9092 Hello-Kafka mySparkConsumerGroup --console >> out
 
     positional: <bootstrap-servers> <subscribe-topics (comma-separated)> <group-id>
@@ -20,9 +20,10 @@ The lab's job, kept alive by DAG `streaming_wordcount`. By hand, against the loc
     --progress-every 60           seconds between progress lines (batch durations) on stderr
 
 What it computes: words are maximal runs of Unicode letters and digits after lower-casing
-(spark_jobs/textproc.py). Bad input is data, never an error: a null value or an empty line has
-no words, invalid UTF-8 bytes become U+FFFD (which separates words), a 1 MiB line is counted
-like any other; only a single "word" longer than --max-word-bytes is left out (docs/streaming.md).
+(streamlab/textproc.py, shipped in the package archive `.deps/python/streamlab.zip` that
+`make deps` packs). Bad input is data, never an error: a null value or an empty line has no
+words, invalid UTF-8 bytes become U+FFFD (which separates words), a 1 MiB line is counted like
+any other; only a single "word" longer than --max-word-bytes is left out (docs/streaming.md).
 
 Exactness: one streaming aggregation in "update" mode; each micro-batch writes, for every word
 it saw, the word's new running total. Offsets and aggregation state live in the checkpoint,
@@ -42,7 +43,8 @@ from pyspark import SparkConf
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
-from textproc import words
+
+from streamlab.textproc import words
 
 APP_NAME = "wordcount_stream"
 DEFAULT_OUTPUT_TOPIC = "wordcounts"
@@ -94,7 +96,7 @@ def decode_lines(records: DataFrame) -> DataFrame:
     """Kafka records (binary `value`) -> one string column `value`, always valid UTF-8.
 
     Invalid byte sequences become U+FFFD (not a letter or digit, so it separates words);
-    a null value stays null (textproc treats it as a line without words).
+    a null value stays null (streamlab.textproc treats it as a line without words).
     """
     return records.select(F.make_valid_utf8(F.col("value").cast("string")).alias("value"))
 

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import sys
 import time
 import urllib.request
 import uuid
 
+from streamlab import lake
 from streamlab.config import StackConfig
 
 SAMPLE = [
@@ -116,11 +118,14 @@ def batch_part(cfg: StackConfig) -> int:
             break
         time.sleep(3)
     print(f"   run {run_id}: {state}")
-    for path, size in list_files(cfg, "/data/raw/Hello-Kafka")[-10:]:
+    for path, size in list_files(cfg, lake.TopicPaths("Hello-Kafka").root)[-10:]:
         print(f"     {size:>10}  {path}")
 
-    curated = list_files(cfg, "/data/curated/wordcount")
-    days = sorted({p.split("/")[4] for p, _ in curated if p.split("/")[4].startswith("dt=")})
+    curated = (
+        posixpath.relpath(p, lake.WORDCOUNT_ROOT).split("/")[0]
+        for p, _ in list_files(cfg, lake.WORDCOUNT_ROOT)
+    )
+    days = sorted({d for d in curated if d.startswith("dt=")})
     print("\n4. batch reprocessing (DAG hdfs_batch_reprocessing, daily, backfillable):")
     if not days:
         print(

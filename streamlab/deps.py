@@ -1,8 +1,16 @@
 """Resolve the JVM side (Kafka, Hadoop, Spark's Kafka connector) from Maven into `.deps/jars/`,
-and compile the project's own Java (jvm/src: the landing's Parquet writer) into
-`.deps/jars/streamlab/streamlab-jvm.jar` against the pinned pyspark's jars.
+compile the project's own Java (jvm/src: the landing's Parquet writer) into
+`.deps/jars/streamlab/streamlab-jvm.jar` against the pinned pyspark's jars, and pack the
+`streamlab` package into `.deps/python/streamlab.zip`, the one `--py-files` of every Spark job.
 
-    python -m streamlab.deps
+    python -m streamlab.deps                     # all of it (`make deps`, `make up`)
+    python -m streamlab.deps --python-archive    # only the archive (the Dockerfile)
+
+The archive holds the package's .py files only, with fixed dates and modes: the same sources
+give the same bytes. Its zip comment is the SHA-256 of those sources: `make deps` repacks it
+whenever the checkout's sources differ (a `git pull`, an edit), and so does
+`ensure_python_archive()`, which the Spark DAGs run before each submit, so a job never runs
+other code than the checkout's. A missing archive is an error naming `make deps`.
 
 Each group gets its own folder because their jackson / slf4j / log4j versions differ. The
 Spark connector version is read from the pyspark pin in requirements.txt, so it always matches
@@ -13,6 +21,7 @@ Extra Maven arguments (a corporate mirror, a proxy) go in STREAMLAB_MAVEN_ARGS, 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
@@ -27,6 +36,9 @@ from pathlib import Path
 from streamlab.config import REPO, StackConfig
 
 GROUPS = ("kafka", "hadoop", "spark-kafka")
+PACKAGE = REPO / "streamlab"
+PYTHON_ARCHIVE = "streamlab.zip"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: no build time in the bytes
 JAVA_SOURCES = REPO / "jvm" / "src" / "main" / "java"
 PROJECT_JAR = "streamlab-jvm.jar"
 
@@ -152,9 +164,92 @@ def make_kafka_home(cfg: StackConfig) -> None:
         tmp.replace(link)
 
 
+# ---- the Python side: one archive of the `streamlab` package for spark-submit --py-files ------
+
+
+class PythonArchiveError(RuntimeError):
+    """The package archive is missing or does not match the sources of this checkout."""
+
+
+def python_archive() -> Path:
+    """Where the archive is: `$STREAMLAB_DEPS/python/streamlab.zip`, else `.deps/` beside the
+    package (the repository locally, /opt/airflow in the compose image). No I/O: DAG files call
+    it while being parsed."""
+    deps = Path(os.environ.get("STREAMLAB_DEPS") or REPO / ".deps")
+    return deps.resolve() / "python" / PYTHON_ARCHIVE
+
+
+def source_files(package: Path = PACKAGE) -> list[Path]:
+    return sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def sources_digest(package: Path = PACKAGE) -> str:
+    digest = hashlib.sha256()
+    for src in source_files(package):
+        digest.update(src.relative_to(package).as_posix().encode() + b"\0" + src.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def archive_digest(path: Path) -> str | None:
+    """The sources digest recorded in an archive (its zip comment), None if unreadable."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.comment.decode() or None
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+
+
+def build_python_archive(target: Path | None = None, package: Path = PACKAGE) -> bool:
+    """Write the archive unless it already holds exactly these sources; True if (re)written."""
+    target = target or python_archive()
+    digest = sources_digest(package)
+    if archive_digest(target) == digest:
+        return False
+    print(f"[streamlab] packing {package.name}/ into {target}", flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for src in source_files(package):
+            info = zipfile.ZipInfo(f"{package.name}/{src.relative_to(package).as_posix()}", ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, src.read_bytes())
+        zf.comment = digest.encode()
+    tmp.replace(target)  # atomic: a job never reads a half-written archive
+    return True
+
+
+def ensure_python_archive(path: Path | None = None, package: Path = PACKAGE) -> Path:
+    """The archive, repacked first if the sources changed since it was packed (a job never
+    runs a stale copy). Missing (`make deps` never ran) or impossible to repack here:
+    PythonArchiveError naming the fix. Run before each spark-submit (the DAGs' `pre_execute`)."""
+    path = path or python_archive()
+    fix = "run `make deps` (compose: `docker compose up -d --build`)"
+    if not path.is_file():
+        raise PythonArchiveError(f"the Spark jobs' package archive {path} is missing: {fix}")
+    try:
+        build_python_archive(path, package)
+    except OSError as err:
+        raise PythonArchiveError(
+            f"the Spark jobs' package archive {path} does not match the sources in {package} "
+            f"and cannot be repacked here ({err}): {fix}"
+        ) from err
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streamlab.deps", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--python-archive", action="store_true", help="only pack the streamlab package (no Maven, no JDK)"
+    )
+    args = parser.parse_args(argv)
+    if not args.python_archive:
+        cfg = StackConfig.load()
+        ensure(cfg)
+        build_project_jar(cfg)
+        make_kafka_home(cfg)
+    build_python_archive()
+    return 0
+
+
 if __name__ == "__main__":
-    cfg = StackConfig.load()
-    ensure(cfg)
-    build_project_jar(cfg)
-    make_kafka_home(cfg)
-    sys.exit(0)
+    sys.exit(main())

@@ -5,7 +5,8 @@ so it runs against HDFS in the Spark job (`spark_jobs/kafka_to_hdfs_landing.py` 
 FileSystem through the JVM), against a local folder in the unit tests (`LocalFileSystem`), and
 read-only through WebHDFS in Airflow tasks (`WebHdfsFileSystem`).
 
-Layout of one topic (names starting with `_` or `.` are invisible to readers):
+Layout of one topic (`streamlab.lake` names the roots; names starting with `_` or `.` are
+invisible to readers):
 
     <raw_root>/<topic>/dt=YYYY-MM-DD/hr=HH/part-<topic>+<partition>+<first>+<last>.parquet
     <raw_root>/<topic>/_landing/log/<seq>.plan.json      what run <seq> will land
@@ -45,16 +46,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-try:
-    from streamlab import parquet_footer
-except ImportError:  # shipped flat to a Spark driver with --py-files
-    import parquet_footer  # type: ignore[no-redef]
+from streamlab import parquet_footer
+from streamlab.lake import HOUR_DIR, TopicPaths, hour_dir
 
 log = logging.getLogger("streamlab.landing")
-
-DEFAULT_RAW_ROOT = "/data/raw"
-DEFAULT_QUARANTINE_ROOT = "/data/quarantine"
-DEFAULT_REPORTS_ROOT = "/data/_landing/reports"
 
 RAW, QUARANTINE = "raw", "quarantine"
 STAGED, ABORTED = "staged", "aborted"
@@ -293,7 +288,6 @@ def walk_files(fs: FileSystem, root: str, include_hidden: bool = False) -> list[
 
 # ---- names --------------------------------------------------------------------------------
 
-_HOUR_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})/hr=(\d{2})$")
 _FILE_NAME = re.compile(r"^part-(?P<topic>.+)\+(?P<p>\d+)\+(?P<first>\d{19})\+(?P<last>\d{19})\.parquet$")
 _LOG_NAME = re.compile(r"^(\d{12})\.(plan|outcome|commit)\.json$")
 
@@ -319,11 +313,6 @@ def parse_file_name(name: str) -> DataFileName | None:
     return DataFileName(int(m["p"]), int(m["first"]), int(m["last"]))
 
 
-def hour_dir(ts_ms: int) -> str:
-    t = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
-    return f"dt={t:%Y-%m-%d}/hr={t:%H}"
-
-
 _EPOCH_HOUR_DIR = re.compile(r"^h=(-?\d+)$")
 
 
@@ -331,70 +320,24 @@ def destination_hour_dir(staged_dir: str) -> str | None:
     """The `dt=YYYY-MM-DD/hr=HH` folder of a staged folder: either that already, or `h=<hours
     since the epoch>` (what the Spark writer uses: an integer is much cheaper to compute per
     record than two formatted dates). None if it is neither."""
-    if _HOUR_DIR.match(staged_dir):
+    if HOUR_DIR.match(staged_dir):
         return staged_dir
     m = _EPOCH_HOUR_DIR.match(staged_dir)
     return hour_dir(int(m[1]) * HOUR_MS) if m else None
 
 
 def hour_start_ms(rel_dir: str) -> int:
-    m = _HOUR_DIR.match(rel_dir)
+    m = HOUR_DIR.match(rel_dir)
     if not m:
         raise ValueError(f"not an hour partition folder: {rel_dir!r}")
     t = datetime.strptime(f"{m[1]} {m[2]}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
     return int(t.timestamp() * 1000)
 
 
-def sanitize(run_id: str) -> str:
-    """A run id as one safe path component (HDFS refuses ':' in names)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id).lstrip("._") or "run"
-
-
-def report_path(run_id: str, reports_root: str = DEFAULT_REPORTS_ROOT) -> str:
-    return posixpath.join(reports_root, f"{sanitize(run_id)}.json")
-
-
-def asset_uri(topic: str, raw_root: str = DEFAULT_RAW_ROOT) -> str:
-    """URI of the Airflow Asset of a landed topic. Not `hdfs://`: Airflow's HDFS asset scheme
-    requires the NameNode's address, which only the connection may hold."""
-    return f"streamlab-raw://{raw_root.strip('/')}/{topic}"
-
-
-@dataclass(frozen=True)
-class TopicPaths:
-    topic: str
-    raw_root: str = DEFAULT_RAW_ROOT
-    quarantine_root: str = DEFAULT_QUARANTINE_ROOT
-
-    @property
-    def root(self) -> str:
-        return posixpath.join(self.raw_root, self.topic)
-
-    @property
-    def quarantine(self) -> str:
-        return posixpath.join(self.quarantine_root, self.topic)
-
-    @property
-    def landing(self) -> str:
-        return posixpath.join(self.root, "_landing")
-
-    @property
-    def log_dir(self) -> str:
-        return posixpath.join(self.landing, "log")
-
-    @property
-    def compact_dir(self) -> str:
-        return posixpath.join(self.landing, "compact")
-
-    def staging(self, seq: int) -> str:
-        return posixpath.join(self.landing, "staging", f"{seq:012d}")
-
-    def record(self, seq: int, kind: str) -> str:
-        return posixpath.join(self.log_dir, f"{seq:012d}.{kind}.json")
-
-    def destination(self, entry: Mapping[str, Any]) -> str:
-        base = self.root if entry["kind"] == RAW else self.quarantine
-        return posixpath.join(base, entry["dst"])
+def destination(paths: TopicPaths, entry: Mapping[str, Any]) -> str:
+    """Final path of a manifest entry: under the topic's raw or quarantine folder."""
+    base = paths.root if entry["kind"] == RAW else paths.quarantine
+    return posixpath.join(base, entry["dst"])
 
 
 # ---- the log ------------------------------------------------------------------------------
@@ -670,7 +613,7 @@ def roll_forward(fs: FileSystem, paths: TopicPaths, seq: int, files: Sequence[Ma
     made: set[str] = set()
     moved = 0
     for f in files:
-        dst = paths.destination(f)
+        dst = destination(paths, f)
         parent = posixpath.dirname(dst)
         if parent not in made:
             fs.mkdirs(parent)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -47,6 +48,8 @@ CONN_ID_RE = re.compile(r"""\b\w*(?:conn_id|config_id)["']?\s*[=:]\s*["']([A-Za-
 
 # Mounted into every Airflow container at /opt/airflow/<name>, as laid out in the repository.
 AIRFLOW_MOUNTS = ("dags", "plugins", "spark_jobs", "streamlab")
+IMAGE_REPO = "/opt/airflow"  # where the mounts put the repository's folders
+ARCHIVE_BUILD = re.compile(r"STREAMLAB_DEPS=(\S+) python -m streamlab\.deps --python-archive")
 SECRET_ENV = ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY")
 REQUIRED_VAR_RE = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]*\}")
 OK_CONDITIONS = {"service_healthy", "service_completed_successfully"}
@@ -275,6 +278,18 @@ def dockerfile_problems(text: str, pins: Pins) -> list[str]:
         problems.append(f"Dockerfile: no FROM apache/airflow:{pins.airflow}-python{pins.python}")
     if not re.search(r"pip install[^\n]*(\\\n[^\n]*)*requirements\.txt", text):
         problems.append("Dockerfile: Python packages are not installed from requirements.txt")
+    if re.search(r"^[^#\n]*requirements-dev\.txt", text, flags=re.M):
+        problems.append("Dockerfile: installs the test tools (requirements-dev.txt)")
+    # The DAGs find the archive at .deps/python/ beside the package: /opt/airflow in the image.
+    built = re.search(ARCHIVE_BUILD, text)
+    if not built:
+        problems.append(
+            "Dockerfile: does not pack the streamlab archive (python -m streamlab.deps --python-archive)"
+        )
+    elif built.group(1) != f"{IMAGE_REPO}/.deps":
+        problems.append(
+            f"Dockerfile: packs the archive into {built.group(1)}, the DAGs look in {IMAGE_REPO}/.deps"
+        )
     return problems
 
 
@@ -963,6 +978,40 @@ def test_dockerfile_check_catches_unpinned_base():
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert dockerfile_problems(text.replace("maven:3.9.11-eclipse-temurin-17", "maven:latest"), PINS)
     assert dockerfile_problems(re.sub(r"ARG AIRFLOW_VERSION=\S+", "ARG AIRFLOW_VERSION=3.0.0", text), PINS)
+
+
+def test_dockerfile_check_catches_test_tools_and_a_misplaced_archive():
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert dockerfile_problems(
+        text.replace("/tmp/pins/requirements.txt", "/tmp/pins/requirements-dev.txt"), PINS
+    )
+    assert dockerfile_problems(
+        text.replace("STREAMLAB_DEPS=/opt/airflow/.deps", "STREAMLAB_DEPS=/tmp/deps"), PINS
+    )
+    assert dockerfile_problems(text.replace("--python-archive", ""), PINS)
+
+
+def test_the_image_build_of_the_archive_matches_the_mounted_sources(tmp_path):
+    """The Dockerfile's command, run on what .dockerignore lets into the build context (the
+    package's .py files), packs the archive of exactly the checkout's sources (mounted at run
+    time), which the DAGs' check before each submit accepts as it is."""
+    from streamlab import deps
+
+    ignore = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "*" in ignore and "!streamlab/**/*.py" in ignore
+    for src in (REPO / "streamlab").rglob("*.py"):
+        target = tmp_path / "ctx" / src.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(src.read_bytes())
+    deps_dir = re.search(ARCHIVE_BUILD, DOCKERFILE.read_text(encoding="utf-8")).group(1)
+    env = {"PATH": os.environ["PATH"], "STREAMLAB_DEPS": str(tmp_path / deps_dir.lstrip("/"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamlab.deps", "--python-archive"],
+        cwd=tmp_path / "ctx", env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    archive = tmp_path / deps_dir.lstrip("/") / "python" / "streamlab.zip"
+    assert deps.archive_digest(archive) == deps.sources_digest()  # what the DAGs' check compares
 
 
 def test_dag_connection_ids_are_found(tmp_path):

@@ -5,7 +5,8 @@ Per file (test ids are the file names):
 - every DAG has an owner other than "airflow", tags from APPROVED_TAGS, retries >= 1 on every
   task, and no cycle;
 - its source passes `schedule=` and `catchup=` explicitly to every DAG (read from the AST) and
-  names no host, IP, Kafka port, HDFS URI or secret: those come from Airflow connections;
+  names no host, IP, Kafka port, HDFS URI or secret (those come from Airflow connections), no
+  lake path or Asset URI (streamlab/lake.py names them) and has no ImportError fallback;
 - importing it takes less than PARSE_BUDGET_S in a fresh interpreter (Airflow's own import
   excluded) and does not pull in pyspark: the DAG processor re-parses every file every few seconds.
 
@@ -59,6 +60,11 @@ FORBIDDEN_IN_SOURCE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"hdfs://", re.IGNORECASE), "an HDFS URI (hdfs://)"),
     (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/'\"]+:\d{2,5}", re.IGNORECASE), "a URL with a port"),
     (re.compile(r"password|passwd|secret[_-]?key|api[_-]?key|access[_-]?key", re.IGNORECASE), "a secret"),
+    (
+        re.compile(r"""["'](/data/|streamlab-[a-z]+://)"""),
+        "a lake path or Asset URI (name it in streamlab/lake.py)",
+    ),
+    (re.compile(r"except\s+ImportError"), "an ImportError fallback (streamlab is always importable)"),
 ]
 DAG_CONSTRUCTORS = {"dag", "DAG"}
 REQUIRED_KEYWORDS = ("schedule", "catchup")
@@ -261,6 +267,11 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 BROKER = "localhost:9092"
 NAMENODE = "hdfs://10.0.0.1:8020"
 DB_PASSWORD = "hunter2"
+OUT = "/data/curated/mine"
+try:
+    import yaml
+except ImportError:
+    yaml = None
 
 with DAG("bad_dag", start_date=datetime(2024, 1, 1), tags=["misc"]) as dag:
     EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
@@ -296,6 +307,8 @@ def test_checker_flags_a_bad_dag(tmp_path):
         "an HDFS URI (hdfs://)",
         "an IP address",
         "a secret",
+        "a lake path or Asset URI",
+        "an ImportError fallback",
         "without an explicit schedule=",
         "without an explicit catchup=",
     ):

@@ -1,10 +1,12 @@
-"""The wiring of the landing and reprocessing DAGs (no services needed)."""
+"""The wiring of the landing and reprocessing DAGs, and of every Spark task (no services needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+from streamlab import deps
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +28,6 @@ def test_landing_dag_is_one_spark_submit_and_a_report(dags):
     assert land.downstream_task_ids == {"report"}
     assert land._conn_id == "spark_default" and land.name == "kafka_to_hdfs_landing"
     assert Path(land.application).is_file()
-    assert all(Path(p).is_file() for p in land.py_files.split(","))
     args = " ".join(land.application_args)
     assert "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}" in args
     assert "--accept-data-loss={{ params.accept_data_loss }}" in args and "{{ run_id }}" in args
@@ -38,6 +39,49 @@ def test_reprocessing_dag_is_daily_by_data_interval_and_backfillable(dags):
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and not dag.catchup
     assert [t.task_id for t in dag.topological_sort()] == ["wait_for_landing", "wordcount", "summary"]
     wc = dag.get_task("wordcount")
-    assert Path(wc.application).name == "batch_wordcount.py" and Path(wc.py_files).name == "textproc.py"
+    assert Path(wc.application).name == "batch_wordcount.py"
     assert "data_interval_start" in " ".join(wc.application_args)
     assert dag.params["topics"] == ["Hello-Kafka"]
+
+
+def _spark_tasks(dags):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    return [t for dag in dags.values() for t in dag.tasks if isinstance(t, SparkSubmitOperator)]
+
+
+def test_every_spark_task_ships_the_package_archive_and_checks_it(dags):
+    tasks = _spark_tasks(dags)
+    assert {t.dag_id for t in tasks} == {
+        "kafka_to_hdfs_landing",
+        "hdfs_batch_reprocessing",
+        "streaming_wordcount",
+    }
+    for task in tasks:
+        assert task.py_files == str(deps.python_archive()), task.task_id
+        assert Path(task.application).is_file() and task._pre_execute_hook is not None
+
+
+def test_the_hook_before_submit_fails_without_the_archive_and_names_make_deps(dags, tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMLAB_DEPS", str(tmp_path))
+    for task in _spark_tasks(dags):
+        with pytest.raises(deps.PythonArchiveError, match=r"missing: run `make deps`"):
+            task._pre_execute_hook({})
+    deps.build_python_archive()  # into tmp_path, from this checkout
+    for task in _spark_tasks(dags):
+        task._pre_execute_hook({})
+    assert deps.archive_digest(deps.python_archive()) == deps.sources_digest()
+
+
+def test_landed_topics_come_from_the_validated_loader(tmp_path, monkeypatch):
+    """An invalid topics file is an import error of the DAGs that read it, naming file and field."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bad = tmp_path / "topics.yaml"
+    bad.write_text("topics:\n  - {name: t, partitions: 0, replication_factor: 1, land: true}\n")
+    monkeypatch.setenv("STREAMLAB_TOPICS_FILE", str(bad))
+    bag = DagBag(dag_folder=str(REPO / "dags"), safe_mode=False)
+    errors = {Path(f).name: e for f, e in bag.import_errors.items()}
+    assert set(errors) == {"kafka_to_hdfs_landing.py", "hdfs_batch_reprocessing.py"}
+    for error in errors.values():
+        assert f"{bad}: topic 't': field 'partitions' must be a whole number >= 1" in error

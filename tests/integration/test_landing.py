@@ -4,7 +4,7 @@ Every check reads HDFS like an outside user would: a recursive WebHDFS LISTSTATU
 package), skipping names that start with `_` or `.`, and every remaining file read with pyarrow.
 The reference is what the producer was told by Kafka (partition, offset of each delivered
 record), never what the landing job reports. Word counts are checked against an independent
-count (`re.findall(r"[^\\W_]+", s.lower())`), never against spark_jobs/textproc.py.
+count (`re.findall(r"[^\\W_]+", s.lower())`), never against streamlab/textproc.py.
 
 Each test uses its own uniquely named topics, so the file can run against the developer's stack
 (STREAMLAB_TEST_STACK=reuse) as well as against the isolated one of the `stack` fixture.
@@ -29,13 +29,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from streamlab import deps
 from streamlab.airflow_client import AirflowClient
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "spark_jobs" / "kafka_to_hdfs_landing.py"
-PY_FILES = f"{REPO}/streamlab/landing.py,{REPO}/streamlab/parquet_footer.py"
 REPORT_MARKER = "LANDING_REPORT_JSON "
 BAD = b"\xff\xfe\xfd not utf-8"
 
@@ -140,7 +140,7 @@ def land(
 
     Returns (exit code or None if killed, report or None, output)."""
     cmd = [
-        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", PY_FILES,
+        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", str(deps.ensure_python_archive()),
         str(JOB), "--bootstrap-servers", stack.kafka_bootstrap, "--topic", f"{topic}={fmt}",
         "--run-id", run_id, *extra,
     ]  # fmt: skip

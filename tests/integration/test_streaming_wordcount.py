@@ -185,7 +185,7 @@ class SparkJob:
             str(REPO / ".venv" / "bin" / "spark-submit"),
             "--master", "local[2]",
             "--name", f"it-{group}",
-            "--py-files", str(deps.check_python_archive()),
+            "--py-files", str(deps.ensure_python_archive()),
             str(JOB), stack.kafka_bootstrap, in_topic, group,
             "--output-topic", out_topic,
             "--checkpoint", self.checkpoint,

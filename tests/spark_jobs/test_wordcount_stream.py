@@ -15,7 +15,7 @@ from pyspark.sql.types import BinaryType, StructField, StructType  # noqa: E402
 from pyspark.testing import assertDataFrameEqual  # noqa: E402
 
 SPARK_JOBS = Path(__file__).resolve().parents[2] / "spark_jobs"
-if str(SPARK_JOBS) not in sys.path:  # the job imports `textproc` as spark-submit ships it
+if str(SPARK_JOBS) not in sys.path:  # the jobs are scripts, as spark-submit runs them
     sys.path.insert(0, str(SPARK_JOBS))
 
 import wordcount_stream as job  # noqa: E402

@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from streamlab import landing, parquet_footer
+from streamlab import lake, landing, parquet_footer
+from streamlab.lake import TopicPaths
 from streamlab.landing import (
     ConcurrentRunError,
     DataLossError,
     LandingOptions,
     LocalFileSystem,
     ProtocolError,
-    TopicPaths,
     WriteResult,
 )
 
@@ -128,7 +128,7 @@ class FakeWriter:
                 kind = landing.RAW if ok else landing.QUARANTINE
                 bad += not ok
                 # raw files in `h=<epoch hour>` folders (as Spark writes them), quarantine in dt=/hr=
-                hdir = f"h={r[2] // HOUR}" if ok else landing.hour_dir(r[2])
+                hdir = f"h={r[2] // HOUR}" if ok else lake.hour_dir(r[2])
                 groups.setdefault((kind, hdir), []).append(r)
             for (kind, hdir), items in sorted(groups.items()):
                 for i in range(0, len(items), self.split):
@@ -573,6 +573,26 @@ def test_day_is_complete_once_a_run_planned_after_its_end_committed(setup, monke
 
 
 def test_report_path_is_one_safe_component():
-    assert landing.report_path("manual__2025-01-01T00:00:00+00:00", "/r") == (
+    assert lake.report_path("manual__2025-01-01T00:00:00+00:00", "/r") == (
         "/r/manual__2025-01-01T00_00_00_00_00.json"
     )
+
+
+def test_lake_paths_and_assets_are_the_documented_ones():
+    paths = TopicPaths("Hello-Kafka")
+    assert paths.root == "/data/raw/Hello-Kafka"
+    assert paths.log_dir == "/data/raw/Hello-Kafka/_landing/log"
+    assert paths.quarantine == "/data/quarantine/Hello-Kafka"
+    assert lake.hour_dir(T0 + 13 * HOUR + 5) == "dt=2025-01-01/hr=13"
+    assert lake.raw_day("Hello-Kafka", "2025-01-01") == "/data/raw/Hello-Kafka/dt=2025-01-01"
+    assert lake.wordcount_day("2025-01-01") == "/data/curated/wordcount/dt=2025-01-01"
+    assert lake.report_path("r1") == "/data/_landing/reports/r1.json"
+    # Asset URIs are identities in Airflow's database: changing one orphans its history.
+    assert lake.raw_asset("Hello-Kafka") == {
+        "name": "raw/Hello-Kafka",
+        "uri": "streamlab-raw://data/raw/Hello-Kafka",
+    }
+    assert lake.WORDCOUNT_ASSET == {
+        "name": "curated/wordcount",
+        "uri": "streamlab-curated://data/curated/wordcount",
+    }

@@ -3,7 +3,8 @@
 A word is a maximal run of Unicode letters and digits, after lower-casing:
 "Hello kafka and zookeeper!" -> hello, kafka, and, zookeeper; "Données d'été" -> données, d, été.
 Pure DataFrame functions (no Python UDF), so they run unchanged in streaming and batch,
-locally or on a cluster (ship this file with `--py-files`).
+locally or on a cluster. Spark jobs get it, like all of `streamlab`, from the package archive
+passed with `--py-files` (`streamlab.deps.python_archive()`).
 """
 
 from pyspark.sql import Column, DataFrame
