@@ -22,11 +22,11 @@ help: ## show this help
 prereqs: ## check (and as root, install) the system packages: JDK 17, Maven, libkrb5-dev, ...
 	@$(PYTHON) -m streamlab.prereqs
 
-$(VENV_STAMP): requirements.txt constraints.txt pyproject.toml | prereqs
-	@echo "[streamlab] creating $(VENV) and installing requirements.txt (first time: ~4 min; one line per package)"
+$(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml | prereqs
+	@echo "[streamlab] creating $(VENV) and installing requirements-dev.txt (first time: ~4 min; one line per package)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off -q --upgrade pip
-	$(PY) -m pip install --progress-bar off -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --progress-bar off -q --no-deps -e .
 	@touch $@
 
