@@ -114,3 +114,34 @@ class AirflowClient:
                     f"{dag_id}: runs kept starting for {timeout:.0f} s although the DAG is paused: {ended}"
                 )
             sleep(1.0)
+
+    def give_slot(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 180.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[str]:
+        """Wait until the queued run `run_id` runs, failing the scheduled runs that take the DAG's
+        single run slot first; returns the ids of the runs failed.
+
+        With `max_active_runs=1` and `@continuous`, unpausing lets the scheduler create its own run,
+        which can start before a run triggered while the DAG was paused (seen in CI): a streaming
+        run never ends, so the triggered one would wait forever.
+        """
+        failed: list[str] = []
+        deadline = clock() + timeout
+        while True:
+            state = self.run_state(dag_id, run_id)
+            if state == "running":
+                return failed
+            if state not in ("queued", None):
+                raise RuntimeError(f"{dag_id} run {run_id} is {state}: it did not start")
+            for run in self.active_runs(dag_id):
+                if run["dag_run_id"] != run_id and run.get("run_type") == "scheduled":
+                    self.mark_run_failed(dag_id, run["dag_run_id"])
+                    failed.append(run["dag_run_id"])
+            if clock() > deadline:
+                raise RuntimeError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+            sleep(1.0)

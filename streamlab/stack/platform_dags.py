@@ -78,7 +78,8 @@ def _start(cfg: StackConfig, timeout: float, provision: bool) -> None:
 
 def stream(cfg: StackConfig, action: str) -> None:
     """`stream-stop`: pause the streaming DAG and end its runs (the Spark job goes with its task);
-    `stream-start`: unpause it, so the continuous schedule starts a run from the checkpoint."""
+    `stream-start`: unpause it, so the continuous schedule starts a run from the checkpoint; a run
+    triggered while it was paused (other topics, `--conf`) gets the single run slot first."""
     from streamlab.airflow_client import AirflowClient
 
     try:
@@ -88,8 +89,20 @@ def stream(cfg: StackConfig, action: str) -> None:
             ended = client.stop_dag(STREAMING_DAG)
             say(f"stopped: {', '.join(ended) or 'no run was active'}; the job's processes end within seconds")
         else:
+            triggered = [
+                r for r in client.runs(STREAMING_DAG, state="queued") if r.get("run_type") == "manual"
+            ]
             client.set_paused(STREAMING_DAG, False)
-            say(f"{STREAMING_DAG} unpaused: a run starts within seconds, resuming from its checkpoint")
+            if not triggered:
+                say(f"{STREAMING_DAG} unpaused: a run starts within seconds, resuming from its checkpoint")
+                return
+            # The oldest run triggered while the DAG was paused gets the single run slot.
+            run_id = min(triggered, key=lambda r: r.get("queued_at") or "")["dag_run_id"]
+            say(f"{STREAMING_DAG} unpaused: waiting for the triggered run {run_id} to start")
+            failed = client.give_slot(STREAMING_DAG, run_id)
+            if failed:
+                say(f"failed the scheduled run(s) that started before it: {', '.join(failed)}")
+            say(f"{run_id} is running")
     except RuntimeError as exc:  # runs kept starting
         raise StackError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:  # HTTP errors are OSErrors

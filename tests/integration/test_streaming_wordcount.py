@@ -341,16 +341,6 @@ class AirflowApi(AirflowClient):
         return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/wordcount_stream")["try_number"]
 
 
-def take_the_slot(api: AirflowApi, run_id: str) -> bool:
-    """True once `run_id` runs; meanwhile fails any other active run of the DAG."""
-    if api.run_state(DAG_ID, run_id) == "running":
-        return True
-    for run in api.active_runs(DAG_ID):
-        if run["dag_run_id"] != run_id:
-            api.mark_run_failed(DAG_ID, run["dag_run_id"])
-    return False
-
-
 def airflow_cli(stack, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [str(REPO / "bin" / "airflow"), *args], env=stack.env(), capture_output=True, text=True, timeout=180
@@ -389,10 +379,12 @@ def test_airflow_restarts_a_killed_job_exactly_and_mark_failed_kills_the_whole_t
     run_id = f"it_{names['group']}"
     airflow_cli(stack, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
     try:
-        api.set_paused(DAG_ID, False)
-        # On unpause the continuous schedule may create and start its own run before the queued
-        # triggered one (max_active_runs=1; seen in CI): fail such runs until ours holds the slot.
-        wait_until(lambda: take_the_slot(api, run_id), 240, "the triggered run to start")
+        # `make stream-start` gives the single run slot to the run triggered while paused (the
+        # continuous schedule may start its own run first: seen in CI).
+        started = run_stack("stream-start", dict(os.environ), timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"{run_id} is running" in started.stdout
+        assert api.run_state(DAG_ID, run_id) in ("running", "success"), started.stdout
         wait_until(lambda: spark_submit_tree(names["group"])[1], 240, "the DAG's spark-submit")
         produce(stack, names["in"], LINES)
         output.wait_for(expected_counts(LINES), timeout=180)

@@ -127,3 +127,59 @@ def test_stream_stop_with_the_stack_down_says_to_check_it():
         StackError, match=r"could not talk to Airflow's REST API .*Connection refused.*make status"
     ):
         stream(stack_cfg(f"http://127.0.0.1:{port}"), "stop")
+
+
+class SlotAirflow(AirflowClient):
+    """A DAG with one run slot: on each listing, the scheduler starts the oldest queued run if the
+    slot is free; `scheduled_first` makes it create and start a continuous run before ours."""
+
+    def __init__(self, scheduled_first: int):
+        self.runs_ = {"mine": {"state": "queued", "run_type": "manual"}}
+        self.scheduled_first = scheduled_first
+        self.now = 0.0
+
+    def _call(self, method, path, body=None, auth=True):
+        path = path.removeprefix("/api/v2")
+        if method == "PATCH" and path.startswith("/dags/d/dagRuns/"):
+            self.runs_[path.rsplit("/", 1)[1]]["state"] = body["state"]
+            return {}
+        if method == "GET" and path.startswith("/dags/d/dagRuns/"):
+            return {"state": self.runs_[path.rsplit("/", 1)[1]]["state"]}
+        if method == "GET" and path.startswith("/dags/d/dagRuns?"):
+            state = dict(kv.split("=") for kv in path.split("?")[1].split("&"))["state"]
+            if state == "running":
+                self._schedule()
+            return {
+                "dag_runs": [
+                    {"dag_run_id": r, "run_type": v["run_type"]}
+                    for r, v in self.runs_.items()
+                    if v["state"] == state
+                ]
+            }
+        raise AssertionError(f"unexpected call {method} {path}")
+
+    def _schedule(self):
+        if any(v["state"] == "running" for v in self.runs_.values()):
+            return
+        if self.scheduled_first:
+            self.scheduled_first -= 1
+            self.runs_[f"scheduled{self.scheduled_first}"] = {"state": "running", "run_type": "scheduled"}
+        else:
+            self.runs_["mine"]["state"] = "running"
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_give_slot_fails_the_continuous_runs_that_start_before_the_triggered_one():
+    api = SlotAirflow(scheduled_first=2)
+    failed = api.give_slot("d", "mine", clock=lambda: api.now, sleep=api.sleep)
+    assert failed == ["scheduled1", "scheduled0"]
+    assert api.runs_["mine"]["state"] == "running"
+    assert {v["state"] for r, v in api.runs_.items() if r != "mine"} == {"failed"}
+
+
+def test_give_slot_names_a_run_that_never_gets_it():
+    api = SlotAirflow(scheduled_first=10**6)
+    with pytest.raises(RuntimeError, match="run mine still queued after 30 s"):
+        api.give_slot("d", "mine", timeout=30, clock=lambda: api.now, sleep=api.sleep)
