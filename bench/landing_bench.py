@@ -100,8 +100,8 @@ def landing(
         "--raw-root", f"{root}/raw", "--quarantine-root", f"{root}/quarantine", "--reports-root", f"{root}/reports",
     ]  # fmt: skip
     cmd = [
-        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", str(deps.ensure_python_archive()),
-        str(JOB), "--bootstrap-servers", cfg.kafka_bootstrap, "--topic", f"{topic}=text",
+        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing",
+        "--py-files", str(deps.ensure_python_archive()), str(JOB), "--bootstrap-servers", cfg.kafka_bootstrap, "--topic", f"{topic}=text",
         "--run-id", run_id, *roots, *extra,
     ]  # fmt: skip
     start = time.monotonic()

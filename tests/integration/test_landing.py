@@ -140,8 +140,8 @@ def land(
 
     Returns (exit code or None if killed, report or None, output)."""
     cmd = [
-        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing", "--py-files", str(deps.ensure_python_archive()),
-        str(JOB), "--bootstrap-servers", stack.kafka_bootstrap, "--topic", f"{topic}={fmt}",
+        str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing",
+        "--py-files", str(deps.ensure_python_archive()), str(JOB), "--bootstrap-servers", stack.kafka_bootstrap, "--topic", f"{topic}={fmt}",
         "--run-id", run_id, *extra,
     ]  # fmt: skip
     proc = subprocess.Popen(
