@@ -39,6 +39,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from streamlab import lake, landing, topics
+from streamlab.stack import processes
 
 log = logging.getLogger("kafka_to_hdfs_landing")
 
@@ -274,22 +275,14 @@ def _exit_with_launcher() -> None:
     """Exit when the process that started spark-submit dies (e.g. a SIGKILLed Airflow task), so
     no orphaned landing keeps running beside the retry. Linux only."""
     launcher = os.getppid()  # the spark-submit JVM
-
-    def parent_of(pid: int) -> int | None:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    first = parent_of(launcher)
+    first = processes.parent(launcher)
     if first is None:
         return
 
     def watch() -> None:
         while True:
             time.sleep(1)
-            if os.getppid() != launcher or parent_of(launcher) != first:
+            if os.getppid() != launcher or processes.parent(launcher) != first:
                 log.error("the process that started this job is gone: exiting")
                 os._exit(3)
 

@@ -31,6 +31,7 @@ import pytest
 
 from streamlab import deps
 from streamlab.airflow_client import AirflowClient
+from streamlab.stack import processes
 
 pytestmark = pytest.mark.integration
 
@@ -411,17 +412,11 @@ class Airflow(AirflowClient):
 
 def _spark_submit_pids(run_id: str) -> list[int]:
     """PIDs of the spark-submit JVM started by Airflow for `run_id` (found by its arguments)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"org.apache.spark.deploy.SparkSubmit" in cmd and run_id.encode() in cmd:
-            pids.append(int(entry))
-    return pids
+    return [
+        pid
+        for pid in processes.matching("org.apache.spark.deploy.SparkSubmit")
+        if f" {run_id} " in f" {processes.command_line(pid)} "
+    ]
 
 
 @pytest.mark.timeout(2400)
