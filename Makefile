@@ -32,7 +32,7 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.t
 
 venv: $(VENV_STAMP) ## create the virtualenv with the pinned Python packages
 
-deps: prereqs venv ## install everything (venv + Kafka/Hadoop/Spark-connector jars from Maven)
+deps: prereqs venv ## install everything (venv, Kafka/Hadoop/Spark-connector jars from Maven, the Spark jobs' streamlab.zip)
 	@$(PY) -m streamlab.deps
 
 up: deps ## install what is missing, start Kafka, HDFS and Airflow, wait until healthy

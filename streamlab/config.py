@@ -312,6 +312,7 @@ class StackConfig:
             {
                 "STREAMLAB_HOME": str(self.home),
                 "STREAMLAB_STACK_ID": str(self.home),
+                "STREAMLAB_DEPS": str(self.deps),  # jars and the Spark jobs' package archive
                 "PATH": f"{self.venv_bin}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
                 "KAFKA_HOME": str(self.kafka_home),

@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 
+from streamlab import deps
 from streamlab.config import HOST, StackConfig
 from streamlab.stack import platform_dags, processes, registry
 from streamlab.stack.java import java_binary
@@ -16,12 +17,15 @@ from streamlab.stack.service import Health, Service, StackError, as_user, say, t
 JAR_GROUPS = ("kafka", "hadoop", "spark-kafka", "streamlab")
 
 
-def check_jars(cfg: StackConfig) -> None:
+def check_deps(cfg: StackConfig) -> None:
+    """The jars `make deps` resolves, and the package archive the Spark jobs get (repacked here
+    when the checkout changed: milliseconds)."""
     for group in JAR_GROUPS:
         if not list(cfg.jars(group).glob("*.jar")):
             raise StackError(
                 f"No jars in {cfg.jars(group)}: run `make deps` (or `make up`, which installs them)."
             )
+    deps.build_python_archive()
 
 
 def write_configs(cfg: StackConfig) -> None:
@@ -64,7 +68,7 @@ def up(cfg: StackConfig, timeout: float) -> None:
     ):
         say(f"already up (checked in {time.monotonic() - started_at:.1f} s)")
         # Client configs (spark-defaults: the jars) follow an updated checkout without a restart.
-        check_jars(cfg)
+        check_deps(cfg)
         write_configs(cfg)
         if os.environ.get("STREAMLAB_START_DAGS", "1") != "0":
             platform_dags.start(cfg, provision=False)
@@ -72,7 +76,7 @@ def up(cfg: StackConfig, timeout: float) -> None:
         return
 
     java = java_binary()
-    check_jars(cfg)
+    check_deps(cfg)
     for check_state in registry.hooks("check_state"):
         check_state(cfg)  # before anything is written
     cfg.save()

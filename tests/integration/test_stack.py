@@ -93,13 +93,14 @@ def test_kafka_independent_client_creates_produces_consumes(stack):
 
 def test_up_provisioned_the_topics_file(stack):
     """`up` triggers kafka_topics_provision: the topics of dags/topics.yaml exist as declared."""
-    import yaml
+    from streamlab.topics import load_topics
 
-    declared = yaml.safe_load((REPO / "dags" / "topics.yaml").read_text())["topics"]
+    declared = load_topics(REPO / "dags" / "topics.yaml", env={})
+    assert declared
     md = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=30)
     for topic in declared:
-        assert topic["name"] in md.topics, f"{topic['name']} was not provisioned"
-        assert len(md.topics[topic["name"]].partitions) == topic["partitions"]
+        assert topic.name in md.topics, f"{topic.name} was not provisioned"
+        assert len(md.topics[topic.name].partitions) == topic.partitions
 
 
 def metadata_db(stack):
