@@ -2,9 +2,10 @@
 
 Three layers, so the decisions can be tested without a broker:
 
-- `load_topics(path)` reads and validates the file into `TopicSpec`s (errors name the topic and
-  the field), with the environment overrides of the cluster profile
-  (`STREAMLAB_TOPIC_REPLICATION_FACTOR`, `STREAMLAB_TOPIC_MIN_ISR`).
+- `load_topics(path)` reads and validates the file into `TopicSpec`s: first against the JSON
+  Schema `TOPICS_SCHEMA` (also written out as dags/topics.schema.json, for editors), then the rules
+  a schema cannot say; errors name the file, the topic and the field. With the environment
+  overrides of the cluster profile (`STREAMLAB_TOPIC_REPLICATION_FACTOR`, `STREAMLAB_TOPIC_MIN_ISR`).
 - `plan(desired, actual)` is pure: the list of `Action`s that would bring the cluster to the file.
   Missing topic -> create; more partitions asked -> add partitions; config that differs -> set it;
   topic-level override not in the file -> delete it (back to the broker default). Fewer partitions
@@ -17,14 +18,15 @@ Three layers, so the decisions can be tested without a broker:
 Command line (the DAG `kafka_topics_provision` does the same through the Airflow connection):
 
     python -m streamlab.topics [--file dags/topics.yaml] [--bootstrap-servers HOST:PORT] [--dry-run]
+    python -m streamlab.topics --write-schema    # dags/topics.schema.json from TOPICS_SCHEMA
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -45,11 +47,83 @@ ENV_MIN_ISR = "STREAMLAB_TOPIC_MIN_ISR"
 MIN_ISR_CONFIG = "min.insync.replicas"
 
 VALUE_FORMATS = ("text", "bytes")
-_TOPIC_KEYS = {"name", "partitions", "replication_factor", "configs", "land", "value_format"}
-_DEFAULT_KEYS = {"partitions", "replication_factor", "configs"}
-_FILE_KEYS = {"defaults", "topics"}
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_CONFIG_NAME = re.compile(r"^[a-z][a-z0-9._-]*$")
+_TOPIC_NAME = r"^[A-Za-z0-9._-]{1,249}$"
+_CONFIG_NAME = r"^[a-z][a-z0-9._-]*$"
+
+# The structural rules of the topics file, in one place: JSON Schema draft 2020-12, checked with
+# jsonschema before anything else. It lives here, in the package, because the package is what
+# every reader has (DAG parsing, tasks, and the Spark jobs, which get it as a zip of .py files);
+# dags/topics.schema.json is the same schema written out for editors (yaml-language-server), and
+# a unit test keeps the two equal. What a schema cannot say stays in `parse_topics`: defaults
+# merging, environment overrides, name collisions, min.insync.replicas <= replication factor.
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+_CONFIGS = {
+    "type": ["object", "null"],
+    "description": "Kafka topic configs, sent to Kafka as strings (true/false for booleans).",
+    "propertyNames": {"type": "string", "pattern": _CONFIG_NAME},
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+}
+TOPICS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "streamlab topics file (dags/topics.yaml)",
+    "description": "Kafka topics as code, applied by DAG kafka_topics_provision (streamlab/topics.py "
+    "holds the source of this schema: edit it there, then run "
+    "`python -m streamlab.topics --write-schema`).",
+    "type": "object",
+    "required": ["topics"],
+    "additionalProperties": False,
+    "properties": {
+        "defaults": {
+            "type": ["object", "null"],
+            "description": "Applies to every topic that does not set the key itself.",
+            "additionalProperties": False,
+            "properties": {
+                "partitions": _POSITIVE_INT,
+                "replication_factor": _POSITIVE_INT,
+                "configs": _CONFIGS,
+            },
+        },
+        "topics": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "pattern": _TOPIC_NAME,
+                        # "\n": Python's `$` (jsonschema) also matches before a final newline.
+                        "not": {"anyOf": [{"enum": [".", ".."]}, {"pattern": "\n"}]},
+                    },
+                    "partitions": _POSITIVE_INT,
+                    "replication_factor": _POSITIVE_INT,
+                    "configs": _CONFIGS,
+                    "land": {
+                        "type": "boolean",
+                        "description": "true = landed into HDFS by DAG kafka_to_hdfs_landing.",
+                    },
+                    "value_format": {
+                        "enum": list(VALUE_FORMATS),
+                        "description": "text = UTF-8 lines, bytes = opaque (default text).",
+                    },
+                },
+            },
+        },
+    },
+}
+SCHEMA_FILE = REPO / "dags" / "topics.schema.json"
+
+# What a field must be, for the error messages (the schema says it to the validator).
+_EXPECTED = {
+    "name": "1-249 characters of [A-Za-z0-9._-]",
+    "partitions": "a whole number >= 1",
+    "replication_factor": "a whole number >= 1",
+    "configs": "a mapping of config name to value",
+    "land": "true or false",
+    "value_format": f"one of {list(VALUE_FORMATS)}",
+}
 
 # Action kinds. The first four are applied; DRIFT is only reported (and fails the run).
 CREATE = "create"
@@ -99,6 +173,7 @@ def _where(index: int, name: Any) -> str:
 
 
 def _positive_int(value: Any, what: str) -> int:
+    """For the values the schema does not see: environment variables and min.insync.replicas."""
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
@@ -109,12 +184,10 @@ def _positive_int(value: Any, what: str) -> int:
     return value
 
 
-def _config_value(value: Any, what: str) -> str:
+def _config_value(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return normalize_config_value(str(value))
-    raise TopicsFileError(f"{what} must be a string or a number, got {type(value).__name__} {value!r}")
+    return normalize_config_value(str(value))
 
 
 def normalize_config_value(value: str) -> str:
@@ -122,17 +195,8 @@ def normalize_config_value(value: str) -> str:
     return ",".join(part.strip() for part in value.split(",")) if "," in value else value.strip()
 
 
-def _configs(raw: Any, what: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise TopicsFileError(f"{what} must be a mapping of config name to value, got {raw!r}")
-    out: dict[str, str] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str) or not _CONFIG_NAME.match(key):
-            raise TopicsFileError(f"{what}: {key!r} is not a Kafka topic config name")
-        out[key] = _config_value(value, f"{what}.{key}")
-    return out
+def _configs(raw: Mapping[str, Any] | None) -> dict[str, str]:
+    return {key: _config_value(value) for key, value in (raw or {}).items()}
 
 
 def _env_int(env: Mapping[str, str], var: str) -> int | None:
@@ -149,46 +213,85 @@ def _pick(raw: Mapping[str, Any], defaults: Mapping[str, Any], key: str, where: 
     return value
 
 
-def parse_topics(data: Any, env: Mapping[str, str] | None = None) -> list[TopicSpec]:
-    """Validate the parsed YAML document and apply defaults and environment overrides."""
-    env = os.environ if env is None else env
-    if not isinstance(data, Mapping):
-        raise TopicsFileError("the topics file must be a mapping with a `topics:` list")
-    unknown = set(data) - _FILE_KEYS
-    if unknown:
-        raise TopicsFileError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(_FILE_KEYS)}")
+def _path_key(part: str | int) -> tuple[int, str | int]:
+    return (0, part) if isinstance(part, int) else (1, str(part))
 
+
+def _schema_message(error: Any, data: Any) -> str:
+    """One jsonschema `ValidationError` as a sentence naming the topic (or `defaults`) and the field."""
+    path = list(error.absolute_path)
+    value = error.instance
+    if not path:
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema["properties"])
+            unknown = sorted(map(str, set(value) - set(allowed)))
+            return f"unknown top-level key(s) {unknown}; allowed: {allowed}"
+        if error.validator == "type":
+            return "the topics file must be a mapping with a `topics:` list"
+        return "`topics:` must be a non-empty list"  # required
+    if path == ["topics"]:
+        return "`topics:` must be a non-empty list"
+    if path[0] == "topics":
+        index = path[1]
+        topic = data["topics"][index]
+        owner = _where(index, topic.get("name") if isinstance(topic, Mapping) else None)
+        if len(path) == 2 and error.validator == "type":
+            return f"topics[{index}] must be a mapping, got {value!r}"
+    else:
+        owner = "defaults"
+        if len(path) == 1 and error.validator == "type":
+            return f"defaults must be a mapping, got {value!r}"
+    rest = path[2:] if path[0] == "topics" else path[1:]
+
+    if not rest:  # the topic (or defaults) mapping itself
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema["properties"])
+            unknown = sorted(map(str, set(value) - set(allowed)))
+            what = "unknown field(s)" if owner != "defaults" else "unknown key(s)"
+            return f"{owner}: {what} {unknown}; allowed: {allowed}"
+        if error.validator == "required":
+            missing = [key for key in error.validator_value if key not in value]
+            return f"{owner}: field '{missing[0]}' is required"
+        return f"{owner}: {error.message}"
+    field = rest[0]
+    if field == "configs" and len(rest) == 1 and "propertyNames" in error.schema_path:
+        return f"{owner}: field 'configs': {value!r} is not a Kafka topic config name"
+    if field == "configs" and len(rest) == 2:
+        return (
+            f"{owner}: field 'configs'.{rest[1]} must be a string, a number or true/false, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return f"{owner}: field '{field}' must be {_EXPECTED.get(field, error.message)}, got {value!r}"
+
+
+def validate_topics_document(data: Any) -> None:
+    """Check the parsed YAML document against `TOPICS_SCHEMA`; the first error (in file order)
+    is raised as a `TopicsFileError` naming the topic and the field."""
+    from jsonschema import Draft202012Validator  # lazy: the Spark executors never validate
+
+    validator = Draft202012Validator(TOPICS_SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: [_path_key(p) for p in e.absolute_path])
+    if errors:
+        more = f" (and {len(errors) - 1} more schema error(s))" if len(errors) > 1 else ""
+        raise TopicsFileError(_schema_message(errors[0], data) + more)
+
+
+def parse_topics(data: Any, env: Mapping[str, str] | None = None) -> list[TopicSpec]:
+    """Validate the parsed YAML document (`TOPICS_SCHEMA`, then what a schema cannot say) and
+    apply defaults and environment overrides."""
+    env = os.environ if env is None else env
+    validate_topics_document(data)
     defaults = data.get("defaults") or {}
-    if not isinstance(defaults, Mapping):
-        raise TopicsFileError(f"defaults must be a mapping, got {defaults!r}")
-    unknown = set(defaults) - _DEFAULT_KEYS
-    if unknown:
-        raise TopicsFileError(f"defaults: unknown key(s) {sorted(unknown)}; allowed: {sorted(_DEFAULT_KEYS)}")
-    default_configs = _configs(defaults.get("configs"), "defaults.configs")
+    default_configs = _configs(defaults.get("configs"))
 
     rf_override = _env_int(env, ENV_REPLICATION_FACTOR)
     min_isr_override = _env_int(env, ENV_MIN_ISR)
 
-    topics = data.get("topics")
-    if not isinstance(topics, list) or not topics:
-        raise TopicsFileError("`topics:` must be a non-empty list")
-
     specs: list[TopicSpec] = []
     seen: dict[str, str] = {}
-    for index, raw in enumerate(topics):
-        if not isinstance(raw, Mapping):
-            raise TopicsFileError(f"topics[{index}] must be a mapping, got {raw!r}")
-        name = raw.get("name")
+    for index, raw in enumerate(data["topics"]):
+        name = raw["name"]
         where = _where(index, name)
-        if not isinstance(name, str) or not _TOPIC_NAME.match(name) or name in (".", ".."):
-            raise TopicsFileError(
-                f"{where}: field 'name' must be 1-249 characters of [A-Za-z0-9._-], got {name!r}"
-            )
-        unknown = set(raw) - _TOPIC_KEYS
-        if unknown:
-            raise TopicsFileError(
-                f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TOPIC_KEYS)}"
-            )
         # Kafka refuses topics whose names differ only by '.' vs '_' (they collide in metrics).
         collision_key = name.replace(".", "_")
         if collision_key in seen:
@@ -198,13 +301,11 @@ def parse_topics(data: Any, env: Mapping[str, str] | None = None) -> list[TopicS
             )
         seen[collision_key] = name
 
-        partitions = _positive_int(_pick(raw, defaults, "partitions", where), f"{where}: field 'partitions'")
-        replication = _positive_int(
-            _pick(raw, defaults, "replication_factor", where), f"{where}: field 'replication_factor'"
-        )
+        partitions = int(_pick(raw, defaults, "partitions", where))
+        replication = int(_pick(raw, defaults, "replication_factor", where))
         if rf_override is not None:
             replication = rf_override
-        configs = {**default_configs, **_configs(raw.get("configs"), f"{where}: field 'configs'")}
+        configs = {**default_configs, **_configs(raw.get("configs"))}
         if min_isr_override is not None:
             configs[MIN_ISR_CONFIG] = str(min_isr_override)
         if MIN_ISR_CONFIG in configs:
@@ -214,17 +315,15 @@ def parse_topics(data: Any, env: Mapping[str, str] | None = None) -> list[TopicS
                     f"{where}: config '{MIN_ISR_CONFIG}'={min_isr} is larger than the replication "
                     f"factor {replication}: every acks=all write would be refused"
                 )
-
         land = raw.get("land", False)
-        if not isinstance(land, bool):
-            raise TopicsFileError(f"{where}: field 'land' must be true or false, got {land!r}")
         value_format = raw.get("value_format", "text")
-        if value_format not in VALUE_FORMATS:
-            raise TopicsFileError(
-                f"{where}: field 'value_format' must be one of {list(VALUE_FORMATS)}, got {value_format!r}"
-            )
         specs.append(TopicSpec(name, partitions, replication, configs, land, value_format))
     return specs
+
+
+def schema_json() -> str:
+    """`TOPICS_SCHEMA` as the text of dags/topics.schema.json."""
+    return json.dumps(TOPICS_SCHEMA, indent=2) + "\n"
 
 
 def topics_file(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
@@ -613,8 +712,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap-servers", default=None, help="default: the local stack's broker")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--write-schema", action="store_true", help=f"write TOPICS_SCHEMA to {SCHEMA_FILE.name}, then exit"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if args.write_schema:
+        SCHEMA_FILE.write_text(schema_json(), encoding="utf-8")
+        print(f"wrote {SCHEMA_FILE}")
+        return 0
 
     from confluent_kafka.admin import AdminClient
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
+import yaml
+from jsonschema import Draft202012Validator
 
 from streamlab import topics
 from streamlab.topics import (
@@ -234,12 +237,82 @@ def test_empty_environment_variables_are_ignored():
             "topic 'a_b': field 'name' collides with topic 'a.b'",
         ),
         ("just a string", {}, "must be a mapping"),
+        # Digit strings were accepted before the schema; a quoted number in the file is now an error
+        # (editors flag it too). Environment variables are strings and still accept digits.
+        (_doc(partitions="3"), {}, "topic 'a': field 'partitions' must be a whole number >= 1, got '3'"),
+        (_doc(partitions=1.5), {}, "topic 'a': field 'partitions' must be a whole number >= 1, got 1.5"),
+        (_doc(name="."), {}, "topic '.': field 'name' must be 1-249 characters"),
+        (_doc(name="a\n"), {}, "field 'name' must be 1-249 characters"),
+        (_doc(name="x" * 250), {}, "field 'name' must be 1-249 characters"),
+        ({"topics": [{"partitions": 1}]}, {}, "topics[0]: field 'name' is required"),
+        ({"topics": ["a"]}, {}, "topics[0] must be a mapping, got 'a'"),
+        ({}, {}, "`topics:` must be a non-empty list"),
+        ({"topics": {"name": "a"}}, {}, "`topics:` must be a non-empty list"),
+        (_doc(configs={1: "x"}), {}, "topic 'a': field 'configs': 1 is not a Kafka topic config name"),
+        (_doc(configs={"a.b": [1]}), {}, "topic 'a': field 'configs'.a.b must be a string, a number or"),
+        (_doc(configs={"min.insync.replicas": "x"}), {}, "topic 'a': config 'min.insync.replicas' must be"),
+        ({"defaults": [], "topics": [{"name": "a"}]}, {}, "defaults must be a mapping, got []"),
+        (
+            {"defaults": {"partitions": 0}, "topics": [{"name": "a"}]},
+            {},
+            "defaults: field 'partitions' must be a whole number >= 1, got 0",
+        ),
+        (
+            {"defaults": {"configs": {"X": 1}}, "topics": [{"name": "a"}]},
+            {},
+            "defaults: field 'configs': 'X' is not a Kafka topic config name",
+        ),
+        (
+            {
+                "topics": [
+                    {"name": "ok", "partitions": 1, "replication_factor": 1},
+                    {"name": "b", "partitions": -2, "land": "no"},
+                ]
+            },
+            {},
+            "topic 'b': field 'land' must be true or false, got 'no' (and 1 more schema error(s))",
+        ),
     ],
 )
 def test_invalid_files_name_the_topic_and_the_field(data, env, message):
     with pytest.raises(TopicsFileError) as err:
         parse_topics(data, env=env)
     assert message in str(err.value)
+
+
+def test_the_first_schema_error_in_file_order_is_reported():
+    data = {"topics": [{"name": "a", "partitions": 0, "land": "x"}, {"name": "b", "partitions": 0}]}
+    with pytest.raises(TopicsFileError) as err:
+        parse_topics(data, env={})
+    assert str(err.value) == (
+        "topic 'a': field 'land' must be true or false, got 'x' (and 2 more schema error(s))"
+    )
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema():
+    Draft202012Validator.check_schema(topics.TOPICS_SCHEMA)
+    assert topics.TOPICS_SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_the_schema_file_for_editors_is_the_loaders_schema():
+    """dags/topics.schema.json is written from TOPICS_SCHEMA: `python -m streamlab.topics --write-schema`."""
+    text = topics.SCHEMA_FILE.read_text(encoding="utf-8")
+    assert json.loads(text) == topics.TOPICS_SCHEMA
+    assert text == topics.schema_json()
+
+
+def test_the_topics_file_names_its_schema_and_follows_it():
+    text = topics.DEFAULT_TOPICS_FILE.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == f"# yaml-language-server: $schema={topics.SCHEMA_FILE.name}"
+    assert topics.SCHEMA_FILE.parent == topics.DEFAULT_TOPICS_FILE.parent
+    schema = json.loads(topics.SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert list(Draft202012Validator(schema).iter_errors(yaml.safe_load(text))) == []
+
+
+def test_write_schema_writes_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(topics, "SCHEMA_FILE", tmp_path / "topics.schema.json")
+    assert topics.main(["--write-schema"]) == 0
+    assert json.loads((tmp_path / "topics.schema.json").read_text()) == topics.TOPICS_SCHEMA
 
 
 def test_load_names_the_file(tmp_path):
