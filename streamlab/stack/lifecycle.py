@@ -25,7 +25,10 @@ def check_deps(cfg: StackConfig) -> None:
             raise StackError(
                 f"No jars in {cfg.jars(group)}: run `make deps` (or `make up`, which installs them)."
             )
-    deps.build_python_archive()
+    try:
+        deps.build_python_archive(cfg.deps / "python" / deps.PYTHON_ARCHIVE)
+    except OSError as exc:
+        raise StackError(f"could not pack the Spark jobs' package archive ({exc}): run `make deps`") from None
 
 
 def write_configs(cfg: StackConfig) -> None:

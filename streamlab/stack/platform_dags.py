@@ -78,8 +78,9 @@ def _start(cfg: StackConfig, timeout: float, provision: bool) -> None:
 
 def stream(cfg: StackConfig, action: str) -> None:
     """`stream-stop`: pause the streaming DAG and end its runs (the Spark job goes with its task);
-    `stream-start`: unpause it, so the continuous schedule starts a run from the checkpoint; a run
-    triggered while it was paused (other topics, `--conf`) gets the single run slot first."""
+    `stream-start`: unpause it, so the continuous schedule starts a run from the checkpoint; when a
+    triggered run is queued (other topics, `--conf`), the oldest one gets the single run slot: a
+    scheduled run that holds it, or takes it first, is failed."""
     from streamlab.airflow_client import AirflowClient
 
     try:

@@ -45,20 +45,18 @@ def parent(pid: int) -> int | None:
 
 
 def start_stamp(pid: int) -> str | None:
+    """When a process started, in clock ticks since boot: a clock step (NTP, a resumed VM) does
+    not move it, unlike a wall-clock start time."""
     try:
-        return f"{psutil.Process(pid).create_time():.2f}"
+        started = psutil.Process(pid).create_time()  # boot time + ticks, both on the wall clock
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+    return str(round((started - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")))
 
 
 def _same_start(pid: int, stamp: str) -> bool:
     now = start_stamp(pid)
-    if now is None:
-        return False
-    if "." not in stamp:  # written by an earlier version: clock ticks since boot
-        ticks = (float(now) - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")
-        return abs(ticks - int(stamp)) <= 2
-    return abs(float(now) - float(stamp)) < 0.05
+    return now is not None and abs(int(now) - int(stamp)) <= 1
 
 
 def pid_file(cfg: StackConfig, name: str):

@@ -45,16 +45,19 @@ def test_a_spawned_service_is_found_by_its_pid_file_and_stopped_with_its_childre
 
 
 def test_a_reused_pid_is_not_taken_for_the_service(cfg):
-    processes.pid_file(cfg, "old").write_text(f"{os.getpid()} 12.00")  # this pid, another start time
+    stamp = int(processes.start_stamp(os.getpid()))
+    processes.pid_file(cfg, "old").write_text(f"{os.getpid()} {stamp - 500}")  # this pid, started earlier
     assert processes.running_pid(cfg, "old") is None
     processes.pid_file(cfg, "garbage").write_text("not a pid file")
     assert processes.running_pid(cfg, "garbage") is None
 
 
-def test_a_pid_file_of_the_earlier_format_still_names_its_process(cfg):
-    """Before psutil, the stamp was the start time in clock ticks since boot (/proc/<pid>/stat)."""
+def test_the_stamp_is_the_kernels_start_time_since_boot(cfg):
+    """Pid files of earlier versions hold field 22 of /proc/<pid>/stat; a wall-clock time would
+    stop matching after a clock step (NTP, a resumed VM) and lose every running service."""
     with open(f"/proc/{os.getpid()}/stat") as f:
         ticks = f.read().rsplit(") ", 1)[1].split()[19]
+    assert abs(int(processes.start_stamp(os.getpid())) - int(ticks)) <= 1
     processes.pid_file(cfg, "me").write_text(f"{os.getpid()} {ticks}")
     assert processes.running_pid(cfg, "me") == os.getpid()
 
