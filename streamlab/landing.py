@@ -391,6 +391,14 @@ def read_log(fs: FileSystem, paths: TopicPaths) -> LogState:
     return state
 
 
+def plan_base(plan: Mapping[str, Any], state: LogState) -> int:
+    """The commit a plan starts from (0: none). Plans of older versions did not record it: the
+    highest commit below them."""
+    if "base" in plan:
+        return int(plan["base"])
+    return max((s for s, k in state.kinds.items() if COMMIT in k and s < plan["seq"]), default=0)
+
+
 def latest_commit(fs: FileSystem, paths: TopicPaths) -> dict[str, Any] | None:
     seq = read_log(fs, paths).last_commit_seq
     return None if seq is None else read_json(fs, paths.record(seq, COMMIT))
@@ -625,6 +633,8 @@ def roll_forward(fs: FileSystem, paths: TopicPaths, seq: int, files: Sequence[Ma
         s, d = fs.status(src), fs.status(dst)
         if s is None and d is not None and d.length == f["bytes"]:
             continue  # moved by an earlier, interrupted attempt
+        if s is None and fs.status(paths.record(seq, COMMIT)) is not None:
+            return moved  # another writer finished this roll-forward (a later compaction may have merged its files)
         raise ProtocolError(
             f"run {seq}: cannot move {src} -> {dst} (source {'present' if s else 'missing'}, "
             f"destination {f'present, {d.length} bytes' if d else 'missing'}, expected {f['bytes']} bytes)"
@@ -698,26 +708,75 @@ def _decide(fs: FileSystem, paths: TopicPaths, seq: int, outcome: Mapping[str, A
     return read_json(fs, paths.record(seq, OUTCOME))
 
 
+def _abort(fs: FileSystem, paths: TopicPaths, seq: int, reason: str) -> dict[str, Any]:
+    aborted = {"seq": seq, "state": ABORTED, "reason": reason, "decided_at_ms": now_ms(), "files": []}
+    return _decide(fs, paths, seq, aborted)
+
+
+def decide_staged(
+    fs: FileSystem, paths: TopicPaths, plan: Mapping[str, Any], files: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The fence, then the decision of run N (docs/landing.md, "Fencing").
+
+    1. Every run between N's base commit and N gets an outcome: `aborted` is published for each
+       one that has none (the same exclusive name its own decision would take, so whichever comes
+       first holds). One found `staged` means another writer's decision took effect after N
+       planned: N aborts itself.
+    2. N publishes `staged`; a concurrent fence may have aborted N first.
+    3. The last commit must still be N's base (or N's own commit, written by a concurrent roll
+       forward). Otherwise the decision is void: N's base is old enough that the log was trimmed
+       under it (a writer paused across many runs), so names the fence relied on were free again.
+       A void decision is below the last commit, where no run ever rolls forward.
+    """
+    seq, base = plan["seq"], plan["base"]
+    topic = paths.topic
+    for other in range(base + 1, seq):
+        outcome = _abort(fs, paths, other, f"fenced by run {seq}")
+        if outcome["state"] == STAGED:
+            _abort(fs, paths, seq, f"run {other} decided after run {seq} planned")
+            raise ConcurrentRunError(
+                f"topic {topic!r}: run {other} of another writer decided after run {seq} planned; "
+                f"run {seq} is aborted and its staged files are discarded (nothing was made visible)"
+            )
+    staged = {"seq": seq, "state": STAGED, "base": base, "decided_at_ms": now_ms(), "files": list(files)}
+    outcome = _decide(fs, paths, seq, staged)
+    if outcome["state"] != STAGED:
+        raise ConcurrentRunError(
+            f"topic {topic!r}: run {seq} was aborted by another run ({outcome.get('reason')}); "
+            "its staged files are discarded (nothing was made visible)"
+        )
+    last = read_log(fs, paths).last_commit_seq or 0
+    if last not in (base, seq):
+        raise ConcurrentRunError(
+            f"topic {topic!r}: run {seq} planned from commit {base}, but commit {last} exists: the run "
+            "was paused while others landed; its decision is void and nothing was made visible"
+        )
+    return outcome
+
+
 def recover(fs: FileSystem, paths: TopicPaths) -> list[str]:
-    """Finish or abort the runs that did not commit; clean what failed runs left. Idempotent."""
+    """Finish or abort the runs that did not commit; clean what failed runs left. Idempotent, and
+    safe beside a live run: a run still writing is aborted (it fails when it tries to decide)."""
     notes: list[str] = []
     state = read_log(fs, paths)
     for seq in state.open_seqs():
         plan = read_json(fs, paths.record(seq, PLAN))
-        if OUTCOME in state.kinds[seq]:
-            outcome = read_json(fs, paths.record(seq, OUTCOME))
-        else:  # the run stopped before deciding: decide for it (unless it just did)
-            aborted = {"seq": seq, "state": ABORTED, "reason": "recovered: the run stopped before deciding",
-                       "decided_at_ms": now_ms(), "files": []}  # fmt: skip
-            outcome = _decide(fs, paths, seq, aborted)
-            if outcome["state"] == ABORTED:
-                notes.append(f"run {seq} aborted (stopped before it decided; its staged files are discarded)")
-        if outcome["state"] == STAGED:
-            moved = roll_forward(fs, paths, seq, outcome["files"])
-            _publish_commit(fs, paths, plan, outcome)
-            notes.append(f"run {seq} rolled forward ({moved} of {len(outcome['files'])} files moved now)")
-    # Staging folders of decided runs (never one a concurrent run may still be writing: every
-    # run at or below the last decided one is decided), and temporary files of publications.
+        had_outcome = OUTCOME in state.kinds[seq]
+        outcome = _abort(fs, paths, seq, "recovered: the run had not decided")
+        if outcome["state"] == ABORTED:
+            if not had_outcome:
+                notes.append(f"run {seq} aborted (it had not decided; its staged files are discarded)")
+            continue
+        last = read_log(fs, paths).last_commit_seq or 0
+        if last == seq:
+            continue  # its own writer committed meanwhile
+        if plan_base(plan, state) != last:
+            raise ProtocolError(f"run {seq} is staged from commit {plan_base(plan, state)}, but commit {last} is the last")
+        moved = roll_forward(fs, paths, seq, outcome["files"])
+        _publish_commit(fs, paths, plan, outcome)
+        notes.append(f"run {seq} rolled forward ({moved} of {len(outcome['files'])} files moved now)")
+    # Staging folders of decided runs (never one a concurrent run may still be writing: a run
+    # decides only after every run below it is decided), and temporary files of publications.
     state = read_log(fs, paths)
     decided = [s for s, k in state.kinds.items() if k & {OUTCOME, COMMIT}]
     last_decided = max(decided, default=0)
@@ -778,6 +837,7 @@ def land_topic(
     seq = state.next_seq
     plan = {
         "seq": seq,
+        "base": state.last_commit_seq or 0,
         "topic": topic,
         "run_id": run_id,
         "value_format": value_format,
@@ -788,27 +848,26 @@ def land_topic(
         "gaps": [{"partition": g.partition, "start": g.start, "end": g.end} for g in ranges.gaps],
         "accept_data_loss": opts.accept_data_loss,
         "bytes_per_record": last.get("bytes_per_record") if last else None,
+        "noop": ranges.empty,
     }
     fs.mkdirs(paths.log_dir)
+    # A no-op run goes through plan and decision like any run: its commit moves "landed through",
+    # so it must be fenced like one (a no-op committing N beside a live run N would hide that
+    # run's files from every later run).
+    if not publish_json(fs, paths.record(seq, PLAN), plan):
+        raise ConcurrentRunError(f"topic {topic!r}: run {seq} was planned by another run")
     phases.mark("plan")
     if ranges.empty:
-        plan["noop"] = True
-        if not publish_json(fs, paths.record(seq, COMMIT), make_commit(plan, None, now_ms())):
-            raise ConcurrentRunError(f"topic {topic!r}: run {seq} was committed by another run")
-        commit, status = read_json(fs, paths.record(seq, COMMIT)), "noop"
+        outcome = decide_staged(fs, paths, plan, [])
+        commit, status = _publish_commit(fs, paths, plan, outcome), "noop"
     else:
-        if not publish_json(fs, paths.record(seq, PLAN), plan):
-            raise ConcurrentRunError(f"topic {topic!r}: run {seq} was planned by another run")
         staging = paths.staging(seq)
         rpf = records_per_file(plan["bytes_per_record"], opts.target_file_bytes, opts.max_records_per_file)
         written = writer.write(plan, staging, rpf)
         phases.mark("write")
         files = build_manifest(fs, topic, staging, plan, written, inspect)
         phases.mark("manifest")
-        staged = {"seq": seq, "state": STAGED, "decided_at_ms": now_ms(), "files": files}
-        outcome = _decide(fs, paths, seq, staged)
-        if outcome["state"] != STAGED:
-            raise ConcurrentRunError(f"topic {topic!r}: run {seq} was aborted by another run's recovery")
+        outcome = decide_staged(fs, paths, plan, files)
         roll_forward(fs, paths, seq, files)
         commit = _publish_commit(fs, paths, plan, outcome)
         fs.delete(staging, recursive=True)
@@ -916,17 +975,45 @@ def format_report(report: Mapping[str, Any]) -> str:
 #
 # Merge the small files of one Kafka partition in a closed hour folder into one file, with no
 # instant at which a reader sees a record twice or misses one:
-#   1. journal  _landing/compact/<id>.json: target, sources, their lengths, expected result;
-#   2. write the merged footer as a hidden file `_compact-...footer` in the hour folder;
+#   1. write the merged footer as a hidden file `_compact-<p>-<first>-<attempt>.footer` beside them;
+#   2. journal  _landing/compact/<key>.<attempt>.json (key: hour folder + partition): target,
+#      sources, lengths, expected result; then settle every other journal of the same key;
 #   3. check the lengths again, then concat(target=F1, sources=[F2..Fn, footer]): one atomic
 #      namespace operation; F1 now holds all the rows, F2..Fn are gone;
 #   4. rename F1 to the name of the merged offset range (same rows, new name: atomic);
 #   5. delete the journal.
-# Recovery reads the journal: the target's length tells whether the concat happened.
+# The footer file is the attempt's token: concat fails atomically when one of its sources is
+# missing, so deleting an attempt's footer revokes it whether it is dead or only paused, and
+# finding the footer gone means the concat happened or was revoked (the target's length says
+# which). Settling never waits for or trusts a possibly live attempt.
 
 
-def _journal_id(directory: str, target: str) -> str:
-    return hashlib.sha1(f"{directory}/{target}".encode()).hexdigest()[:20]
+def _journal_key(directory: str, partition: int) -> str:
+    return hashlib.sha1(f"{directory}\0{partition}".encode()).hexdigest()[:20]
+
+
+def settle_compaction(fs: FileSystem, journal_path: str) -> str | None:
+    """Revoke or finish the compaction attempt of one journal, then delete the journal."""
+    try:
+        j = read_json(fs, journal_path)
+    except FileNotFoundError:
+        return None  # settled by someone else meanwhile
+    d = j["dir"]
+    note = None
+    if fs.delete(posixpath.join(d, j["footer"])):
+        note = f"compaction of {j['target']} revoked (its concat can no longer happen)"
+    else:
+        target = fs.status(posixpath.join(d, j["target"]))
+        if target is not None and target.length == j["expected_length"] and j["target"] != j["final"]:
+            if fs.rename(target.path, posixpath.join(d, j["final"])):
+                note = f"compaction of {j['target']} finished"
+            else:
+                final = fs.status(posixpath.join(d, j["final"]))
+                if final is None or final.length != j["expected_length"]:
+                    raise ProtocolError(f"compaction {journal_path}: cannot rename {target.path} to {j['final']}")
+        # otherwise: concat done and renamed, or revoked before it: nothing left to do
+    fs.delete(journal_path)
+    return note
 
 
 def recover_compaction(fs: FileSystem, paths: TopicPaths) -> list[str]:
@@ -934,23 +1021,10 @@ def recover_compaction(fs: FileSystem, paths: TopicPaths) -> list[str]:
     for st in fs.list(paths.compact_dir):
         if st.name.startswith(".tmp-"):
             fs.delete(st.path)
-            continue
-        j = read_json(fs, st.path)
-        d = j["dir"]
-        t = fs.status(posixpath.join(d, j["target"]))
-        final = fs.status(posixpath.join(d, j["final"]))
-        if t is not None and t.length == j["expected_length"]:
-            if j["target"] != j["final"] and not fs.rename(t.path, posixpath.join(d, j["final"])):
-                raise ProtocolError(f"compaction {st.name}: cannot rename {t.path} to {j['final']}")
-            notes.append(f"compaction of {j['target']} finished")
-        elif t is None and final is not None and final.length == j["expected_length"]:
-            pass  # finished, only the journal was left
-        elif t is not None and t.length == j["lengths"][j["target"]]:
-            fs.delete(posixpath.join(d, j["footer"]))
-            notes.append(f"compaction of {j['target']} rolled back")
-        else:
-            raise ProtocolError(f"compaction journal {st.path}: files are in an unexpected state")
-        fs.delete(st.path)
+        elif st.name.endswith(".json"):
+            note = settle_compaction(fs, st.path)
+            if note:
+                notes.append(note)
     return notes
 
 
@@ -1010,7 +1084,7 @@ def plan_compaction(files: Sequence[FileStatus], small: int, target: int) -> lis
 def merge_files(
     fs: FileSystem, paths: TopicPaths, directory: str, group: Sequence[FileStatus]
 ) -> dict[str, Any] | None:
-    """Merge one group (see the comment above); None if skipped."""
+    """Merge one group (see the comment above); None if skipped (or revoked by another run)."""
     names = [parse_file_name(st.name) for st in group]
     raws = [parquet_footer.footer_bytes(lambda o, n, p=st.path: fs.read(p, o, n), st.length) for st in group]
     try:
@@ -1022,8 +1096,10 @@ def merge_files(
     partition = names[0].partition
     first, last = names[0].first, max(n.last for n in names)
     final = file_name(paths.topic, partition, first, last)
-    footer_name = f"_compact-{partition}-{first:019d}.footer"
+    attempt = uuid.uuid4().hex[:12]
+    footer_name = f"_compact-{partition}-{first:019d}-{attempt}.footer"
     target = group[0]
+    key = _journal_key(directory, partition)
     journal = {
         "dir": directory,
         "target": target.name,
@@ -1034,25 +1110,41 @@ def merge_files(
         "final": final,
         "records": records,
     }
-    jpath = posixpath.join(paths.compact_dir, f"{_journal_id(directory, target.name)}.json")
-    fs.mkdirs(paths.compact_dir)
-    if not publish_json(fs, jpath, journal):
-        raise ConcurrentRunError(f"compaction of {target.path} is journaled by another run")
     fpath = posixpath.join(directory, footer_name)
-    fs.delete(fpath)  # a leftover of a run that crashed before journaling cannot exist, but be safe
-    fs.create(fpath, footer)
-    for st in group:  # nobody else may have changed the files since their footers were read
+    jname = f"{key}.{attempt}.json"
+    jpath = posixpath.join(paths.compact_dir, jname)
+    fs.create(fpath, footer)  # before the journal: a journal always names an existing token
+    fs.mkdirs(paths.compact_dir)
+    publish_json(fs, jpath, journal)
+    for st in fs.list(paths.compact_dir):  # another attempt on these files: revoke or finish it
+        if st.name.startswith(f"{key}.") and st.name != jname and st.name.endswith(".json"):
+            settle_compaction(fs, st.path)
+
+    def give_up(why: str) -> None:
+        fs.delete(fpath)
+        fs.delete(jpath)
+        log.info("compaction of %s skipped: %s", target.path, why)
+
+    for st in group:  # nobody may have changed the files since their footers were read
         now = fs.status(st.path)
         if now is None or now.length != st.length:
-            fs.delete(fpath)
+            give_up(f"{st.name} changed meanwhile")
+            return None
+    try:
+        fs.concat(target.path, [st.path for st in group[1:]] + [fpath])
+    except Exception:
+        merged = fs.status(target.path)
+        if merged is not None and merged.length == journal["expected_length"]:
+            pass  # the concat happened; only its answer was lost
+        elif fs.status(fpath) is None:  # revoked by another run: the concat did not happen
             fs.delete(jpath)
-            raise ConcurrentRunError(f"{st.path} changed during compaction")
-    fs.concat(target.path, [st.path for st in group[1:]] + [fpath])
-    merged = fs.status(target.path)
-    if merged is None or merged.length != journal["expected_length"]:
-        raise ProtocolError(f"concat of {target.path}: unexpected length {merged and merged.length}")
-    if target.name != final and not fs.rename(target.path, posixpath.join(directory, final)):
-        raise ProtocolError(f"cannot rename {target.path} to {final}")
+            return None
+        else:
+            raise
+    if not fs.rename(target.path, posixpath.join(directory, final)):
+        done = fs.status(posixpath.join(directory, final))  # finished by another run's settling
+        if done is None or done.length != journal["expected_length"]:
+            raise ProtocolError(f"cannot rename {target.path} to {final}")
     fs.delete(jpath)
     return {"files": len(group), "records": records, "bytes": journal["expected_length"], "name": final}
 
@@ -1075,8 +1167,8 @@ def compact_topic(
         directory = posixpath.join(paths.root, rel)
         listing = fs.list(directory)
         report["hours"] += 1
-        for st in listing:  # footers of merges that crashed before journaling (cannot happen; safe)
-            if st.name.startswith("_compact-"):
+        for st in listing:  # tokens of attempts that stopped before journaling (deleting a
+            if st.name.startswith("_compact-"):  # token only ever revokes its attempt)
                 fs.delete(st.path)
         for group in plan_compaction(listing, opts.small_file_bytes, opts.compact_target_bytes):
             done = merge_files(fs, paths, directory, group)
