@@ -349,14 +349,17 @@ def now_ms() -> int:
 
 def publish_json(fs: FileSystem, path: str, record: Mapping[str, Any]) -> bool:
     """Atomically create `path` with `record`, unless it exists: True if this call created it."""
-    tmp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
-    fs.create(tmp, json.dumps(record, sort_keys=True, indent=1).encode())
-    if fs.rename(tmp, path):
-        return True
-    fs.delete(tmp)
-    if fs.status(path) is None:  # the rename failed for another reason than "exists"
-        raise LandingError(f"could not publish {path}")
-    return False
+    data = json.dumps(record, sort_keys=True, indent=1).encode()
+    for _attempt in range(5):
+        tmp = posixpath.join(posixpath.dirname(path), f".tmp-{uuid.uuid4().hex}")
+        fs.create(tmp, data)
+        if fs.rename(tmp, path):
+            return True
+        if fs.status(path) is not None:
+            fs.delete(tmp)
+            return False
+        # Neither: a concurrent run's clean-up removed the temporary file first. Again.
+    raise LandingError(f"could not publish {path}")
 
 
 def read_json(fs: FileSystem, path: str) -> dict[str, Any]:
@@ -771,7 +774,9 @@ def recover(fs: FileSystem, paths: TopicPaths) -> list[str]:
         if last == seq:
             continue  # its own writer committed meanwhile
         if plan_base(plan, state) != last:
-            raise ProtocolError(f"run {seq} is staged from commit {plan_base(plan, state)}, but commit {last} is the last")
+            raise ProtocolError(
+                f"run {seq} is staged from commit {plan_base(plan, state)}, but commit {last} is the last"
+            )
         moved = roll_forward(fs, paths, seq, outcome["files"])
         _publish_commit(fs, paths, plan, outcome)
         notes.append(f"run {seq} rolled forward ({moved} of {len(outcome['files'])} files moved now)")
@@ -1010,7 +1015,9 @@ def settle_compaction(fs: FileSystem, journal_path: str) -> str | None:
             else:
                 final = fs.status(posixpath.join(d, j["final"]))
                 if final is None or final.length != j["expected_length"]:
-                    raise ProtocolError(f"compaction {journal_path}: cannot rename {target.path} to {j['final']}")
+                    raise ProtocolError(
+                        f"compaction {journal_path}: cannot rename {target.path} to {j['final']}"
+                    )
         # otherwise: concat done and renamed, or revoked before it: nothing left to do
     fs.delete(journal_path)
     return note
@@ -1081,12 +1088,27 @@ def plan_compaction(files: Sequence[FileStatus], small: int, target: int) -> lis
     return groups
 
 
+def _changed(fs: FileSystem, group: Sequence[FileStatus]) -> bool:
+    for st in group:
+        now = fs.status(st.path)
+        if now is None or now.length != st.length:
+            return True
+    return False
+
+
 def merge_files(
     fs: FileSystem, paths: TopicPaths, directory: str, group: Sequence[FileStatus]
 ) -> dict[str, Any] | None:
     """Merge one group (see the comment above); None if skipped (or revoked by another run)."""
     names = [parse_file_name(st.name) for st in group]
-    raws = [parquet_footer.footer_bytes(lambda o, n, p=st.path: fs.read(p, o, n), st.length) for st in group]
+    try:
+        raws = [
+            parquet_footer.footer_bytes(lambda o, n, p=st.path: fs.read(p, o, n), st.length) for st in group
+        ]
+    except Exception:
+        if _changed(fs, group):  # merged away by a concurrent compaction since the listing
+            return None
+        raise
     try:
         footer = parquet_footer.merged_footer([(raw, st.length) for raw, st in zip(raws, group, strict=True)])
     except parquet_footer.ParquetFooterError as e:
@@ -1125,11 +1147,9 @@ def merge_files(
         fs.delete(jpath)
         log.info("compaction of %s skipped: %s", target.path, why)
 
-    for st in group:  # nobody may have changed the files since their footers were read
-        now = fs.status(st.path)
-        if now is None or now.length != st.length:
-            give_up(f"{st.name} changed meanwhile")
-            return None
+    if _changed(fs, group):  # nobody may have changed the files since their footers were read
+        give_up("a file changed meanwhile")
+        return None
     try:
         fs.concat(target.path, [st.path for st in group[1:]] + [fpath])
     except Exception:
