@@ -84,7 +84,7 @@ class HadoopFileSystem:
     def __init__(self, jvm: Any, gateway: Any, hadoop_conf: Any, root: str):
         self.jvm, self.gateway, self.conf = jvm, gateway, hadoop_conf
         fs = self._fs(root)
-        self.can_concat = fs.getScheme() == "hdfs"
+        self.can_concat = self.can_snapshot = fs.getScheme() == "hdfs"
         self.uri = fs.getUri().toString()
 
     def _path(self, path: str) -> Any:
@@ -163,6 +163,16 @@ class HadoopFileSystem:
         for i, s in enumerate(sources):
             arr[i] = self._path(s)
         self._fs(target).concat(self._path(target), arr)
+
+    # HDFS snapshots (DistributedFileSystem): a reader's consistent view at each commit.
+    def allow_snapshot(self, path: str) -> None:
+        self._fs(path).allowSnapshot(self._path(path))  # idempotent; needs the HDFS superuser
+
+    def create_snapshot(self, path: str, name: str) -> None:
+        self._fs(path).createSnapshot(self._path(path), name)
+
+    def delete_snapshot(self, path: str, name: str) -> None:
+        self._fs(path).deleteSnapshot(self._path(path), name)
 
 
 class KafkaOffsets:
@@ -329,6 +339,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-file-mb", type=float, default=32)
     p.add_argument("--compact-close-minutes", type=float, default=10)
     p.add_argument("--compact-lookback-hours", type=int, default=48)
+    p.add_argument("--keep-snapshots", type=int, default=landing.LandingOptions.keep_snapshots,
+                   help="HDFS snapshots of each topic folder kept, one per commit (0: none)")  # fmt: skip
     p.add_argument(
         "--kafka-option",
         action="append",
@@ -386,6 +398,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         compact_target_bytes=int(args.target_file_mb * 2**20),
         close_after_ms=int(args.compact_close_minutes * 60_000),
         compact_lookback_hours=args.compact_lookback_hours,
+        keep_snapshots=args.keep_snapshots,
     )
     started = datetime.now(timezone.utc)
     reports = []

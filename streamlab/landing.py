@@ -549,6 +549,7 @@ class LandingOptions:
     compact_target_bytes: int = 128 * 1024 * 1024
     close_after_ms: int = 10 * 60 * 1000  # an hour is closed this long after its end is landed
     compact_lookback_hours: int = 48
+    keep_snapshots: int = 12  # one per commit: two hours of the 10-minute schedule
 
 
 # ---- staging -> manifest ------------------------------------------------------------------
@@ -868,10 +869,18 @@ def land_topic(
     else:
         staging = paths.staging(seq)
         rpf = records_per_file(plan["bytes_per_record"], opts.target_file_bytes, opts.max_records_per_file)
-        written = writer.write(plan, staging, rpf)
-        phases.mark("write")
-        files = build_manifest(fs, topic, staging, plan, written, inspect)
-        phases.mark("manifest")
+        try:
+            written = writer.write(plan, staging, rpf)
+            phases.mark("write")
+            files = build_manifest(fs, topic, staging, plan, written, inspect)
+            phases.mark("manifest")
+        except Exception as e:  # aborted meanwhile, its staging deleted: say that, not the symptom
+            if fs.status(paths.record(seq, OUTCOME)) is not None:
+                raise ConcurrentRunError(
+                    f"topic {topic!r}: run {seq} was aborted by another run while it wrote; its staged "
+                    "files are discarded (nothing was made visible)"
+                ) from e
+            raise
         outcome = decide_staged(fs, paths, plan, files)
         roll_forward(fs, paths, seq, files)
         commit = _publish_commit(fs, paths, plan, outcome)
@@ -886,12 +895,17 @@ def land_topic(
             fs, paths, commit["planned_at_ms"], opts, extra_hours=commit.get("hours", [])
         )
         phases.mark("compact")
+    snapshot = None
+    if opts.keep_snapshots and getattr(fs, "can_snapshot", False):
+        snapshot = take_snapshot(fs, paths, commit["seq"], opts.keep_snapshots)
+        phases.mark("snapshot")
     try:
         after = source.available(topic)
     except Exception as e:  # the landing itself succeeded; lag after is informative only
         log.warning("lag after: %s", e)
         after = {}
     report = topic_report(topic, status, commit, latest, after, notes, compaction, time.monotonic() - started)
+    report["snapshot"] = snapshot
     report["timings_s"] = phases.seconds
     return report
 
@@ -973,6 +987,9 @@ def format_report(report: Mapping[str, Any]) -> str:
             lines.append(f"    recovered: {note}")
         if t.get("compaction"):
             lines.append(f"    compaction: {t['compaction']}")
+        if t.get("snapshot"):
+            snap = t["snapshot"]
+            lines.append(f"    snapshot: {snap.get('path') or 'FAILED ' + snap['error']}")
     return "\n".join(lines)
 
 
@@ -1197,6 +1214,47 @@ def compact_topic(
                 report["files_before"] += done["files"]
                 report["files_after"] += 1
     return report
+
+
+# ---- snapshots: a consistent view for readers that read for longer than an instant -----------
+
+SNAPSHOT_PREFIX = "landed-"
+
+
+def snapshot_name(seq: int) -> str:
+    return f"{SNAPSHOT_PREFIX}{seq:012d}"
+
+
+def take_snapshot(fs: FileSystem, paths: TopicPaths, seq: int, keep: int) -> dict[str, Any]:
+    """An HDFS snapshot of the topic folder named after the commit: everything landed through it,
+    each record once, frozen (a compaction after it does not change it). The oldest beyond `keep`
+    are deleted. A failure is reported, not raised: the run's records are committed already."""
+    name = snapshot_name(seq)
+    snapshots = posixpath.join(paths.root, ".snapshot")
+    try:
+        fs.allow_snapshot(paths.root)
+        try:
+            fs.create_snapshot(paths.root, name)
+        except Exception:
+            if fs.status(posixpath.join(snapshots, name)) is None:
+                raise
+        mine = sorted(st.name for st in fs.list(snapshots) if st.name.startswith(SNAPSHOT_PREFIX))
+        for old in mine[:-keep]:
+            fs.delete_snapshot(paths.root, old)
+        return {"name": name, "path": posixpath.join(snapshots, name)}
+    except Exception as e:
+        log.warning("snapshot %s of %s failed: %s", name, paths.root, e)
+        return {"name": name, "error": f"{type(e).__name__}: {str(e)[:500]}"}
+
+
+def latest_snapshot(fs: FileSystem, paths: TopicPaths) -> str | None:
+    """Path of the newest landing snapshot of a topic (read under it for a consistent view)."""
+    names = [
+        st.name
+        for st in fs.list(posixpath.join(paths.root, ".snapshot"))
+        if st.name.startswith(SNAPSHOT_PREFIX)
+    ]
+    return posixpath.join(paths.root, ".snapshot", max(names)) if names else None
 
 
 # ---- completeness (for reprocessing) ------------------------------------------------------
