@@ -13,7 +13,8 @@ invisible to readers):
     <raw_root>/<topic>/_landing/log/<seq>.outcome.json   "staged" (+ manifest) or "aborted"
     <raw_root>/<topic>/_landing/log/<seq>.commit.json    end offsets landed so far (the commit)
     <raw_root>/<topic>/_landing/staging/<seq>/           files written by run <seq>
-    <raw_root>/<topic>/_landing/compact/<id>.json        journal of one compaction
+    <raw_root>/<topic>/_landing/compact/<key>.<attempt>.json  journal of one compaction attempt
+    <raw_root>/<topic>/.snapshot/landed-<seq>/           HDFS snapshot after each commit
     <quarantine_root>/<topic>/dt=.../hr=.../part-...     records that could not be decoded
 
 Every log record is published by "write a temporary file, then rename it to its final name",
@@ -22,12 +23,13 @@ writer of a name wins. That makes `outcome` the single decision point of a run: 
 publishes it first (the run itself with "staged", or a later run's recovery with "aborted")
 decides whether the staged files will ever become visible.
 
-A run, per topic: (1) recover the pending run, if any (roll forward if staged, else abort);
-(2) plan [last committed end, end offsets now) per partition, failing on a retention gap;
-(3) write the range into staging; (4) inspect the staged files (Parquet footers) into a
-manifest with deterministic names; (5) publish outcome=staged; (6) rename the files into place,
-skipping those already moved; (7) publish the commit; (8) delete the staging folder; then
-compact closed hours (see `compact_topic`).
+A run, per topic: (1) recover the pending runs (roll forward if staged, else abort);
+(2) plan [last committed end, end offsets now) per partition from that commit (its base), failing
+on a retention gap; (3) write the range into staging; (4) inspect the staged files (Parquet
+footers) into a manifest with deterministic names; (5) fence and decide (`decide_staged`: any
+number of concurrent writers, one decision per range); (6) rename the files into place, skipping
+those already moved; (7) publish the commit; (8) delete the staging folder; then compact closed
+hours (`compact_topic`, fenced by a token per attempt) and snapshot the topic folder.
 """
 
 from __future__ import annotations
