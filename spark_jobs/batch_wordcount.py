@@ -12,13 +12,18 @@ starting with `_` or `.` skipped as by any reader), counts words with the shared
 (`.deps/python/streamlab.zip` is the `streamlab` package, packed by `make deps`; the folders are
 named in `streamlab/lake.py`.)
 
-Publication, so that no reader ever sees old and new files mixed:
-1. the result is written into a hidden temporary folder beside the target (`_tmp-dt=<date>-<id>`)
-   and checked: sum(count) must equal the number of tokens read (counted while reading, by
-   another expression), and no word may be null or empty;
-2. first result for the day: one rename of the folder to `dt=<date>` (atomic);
-   a re-run: the folder holds one data file, so one rename-with-overwrite of that file swaps
-   the whole result (HDFS `rename(OVERWRITE)`, atomic), then `_SUCCESS` is replaced the same way.
+Publication, so that no reader ever sees old and new files mixed, even when two attempts of one
+day overlap:
+1. the result is written into this attempt's hidden temporary folder beside the target
+   (`_tmp-<date>-<attempt>`, no `=` so Spark's partition discovery skips it) and checked:
+   sum(count) must equal the number of tokens read (counted while reading, by another
+   expression), and no word may be null or empty; `_SUCCESS` names the attempt and the data
+   file's length;
+2. `streamlab.daypublish.publish` takes the day's lock (`_lock-<date>`, created exclusively),
+   then: first result for the day, one rename of the folder to `dt=<date>` that fails rather than
+   nest it; a re-run, `_SUCCESS` removed, the single data file replaced by one atomic
+   `rename(OVERWRITE)`, the new `_SUCCESS` moved in. Temporary folders are removed only by age
+   (older than a day), never another live attempt's.
 """
 
 from __future__ import annotations
@@ -28,21 +33,23 @@ import json
 import logging
 import posixpath
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from streamlab import lake
+from streamlab import daypublish, lake
 from streamlab.textproc import tokens, word_counts
 
 log = logging.getLogger("batch_wordcount")
 
-DATA_FILE = "part-00000.parquet"
+DATA_FILE = daypublish.DATA_FILE
 SUMMARY_MARKER = "WORDCOUNT_SUMMARY_JSON "
 
 
@@ -75,44 +82,98 @@ def count_words(values: DataFrame, observation: Observation) -> DataFrame:
 
 
 class Hdfs:
-    """The few Hadoop FileSystem calls the publication needs (through the JVM)."""
+    """`streamlab.daypublish.DayFileSystem` over Hadoop's FileSystem and FileContext (through the JVM)."""
 
     def __init__(self, spark: SparkSession, root: str):
         self.jvm = spark._jvm
         self.gateway = spark.sparkContext._gateway
         self.conf = spark._jsc.hadoopConfiguration()
         self.fs = self.jvm.org.apache.hadoop.fs.Path(root).getFileSystem(self.conf)
+        self.fc = self.jvm.org.apache.hadoop.fs.FileContext.getFileContext(self.fs.getUri(), self.conf)
 
     def path(self, p: str) -> Any:
         return self.jvm.org.apache.hadoop.fs.Path(p)
+
+    @staticmethod
+    def _is(error: Py4JJavaError, *names: str) -> bool:
+        return error.java_exception.getClass().getSimpleName() in names
+
+    def _entry(self, st: Any) -> daypublish.Entry:
+        name, is_dir = st.getPath().getName(), bool(st.isDirectory())
+        return daypublish.Entry(
+            name, is_dir, int(st.getModificationTime()), 0 if is_dir else int(st.getLen())
+        )
+
+    def status(self, p: str) -> daypublish.Entry | None:
+        try:
+            return self._entry(self.fs.getFileStatus(self.path(p)))
+        except Py4JJavaError as e:
+            if self._is(e, "FileNotFoundException"):
+                return None
+            raise
+
+    def list(self, p: str) -> list[daypublish.Entry]:
+        try:
+            return sorted((self._entry(st) for st in self.fs.listStatus(self.path(p))), key=lambda e: e.name)
+        except Py4JJavaError as e:
+            if self._is(e, "FileNotFoundException"):
+                return []
+            raise
 
     def exists(self, p: str) -> bool:
         return bool(self.fs.exists(self.path(p)))
 
     def names(self, p: str) -> list[str]:
-        return sorted(st.getPath().getName() for st in self.fs.listStatus(self.path(p)))
+        return [e.name for e in self.list(p)]
 
-    def rename(self, src: str, dst: str) -> None:
-        if not self.fs.rename(self.path(src), self.path(dst)):
-            raise RuntimeError(f"rename {src} -> {dst} failed")
+    def read(self, p: str) -> bytes:
+        try:
+            stream = self.fs.open(self.path(p))
+        except Py4JJavaError as e:
+            if self._is(e, "FileNotFoundException"):
+                raise FileNotFoundError(p) from None
+            raise
+        try:
+            return bytes(self.jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
+    def create(self, p: str, data: bytes) -> None:
+        try:
+            out = self.fs.create(self.path(p), False)  # exclusive
+        except Py4JJavaError as e:
+            if self._is(e, "FileAlreadyExistsException"):
+                raise FileExistsError(p) from None
+            raise
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def _rename(self, src: str, dst: str, option: str) -> None:
+        rename = self.jvm.org.apache.hadoop.fs.Options.Rename
+        opts = self.gateway.new_array(rename, 1)
+        opts[0] = getattr(rename, option)
+        self.fc.rename(self.path(src), self.path(dst), opts)
+
+    def rename(self, src: str, dst: str) -> bool:
+        """Rename that fails (False) instead of replacing `dst` or moving `src` inside it."""
+        try:
+            self._rename(src, dst, "NONE")
+            return True
+        except Py4JJavaError as e:
+            if self._is(
+                e, "FileAlreadyExistsException", "FileNotFoundException", "ParentNotDirectoryException"
+            ):
+                return False
+            raise
 
     def replace(self, src: str, dst: str) -> None:
         """Atomic rename over an existing file (HDFS rename with OVERWRITE)."""
-        rename = self.jvm.org.apache.hadoop.fs.Options.Rename
-        opts = self.gateway.new_array(rename, 1)
-        opts[0] = rename.OVERWRITE
-        fc = self.jvm.org.apache.hadoop.fs.FileContext.getFileContext(self.fs.getUri(), self.conf)
-        fc.rename(self.path(src), self.path(dst), opts)
+        self._rename(src, dst, "OVERWRITE")
 
-    def delete(self, p: str) -> None:
-        self.fs.delete(self.path(p), True)
-
-    def write_text(self, p: str, text: str) -> None:
-        out = self.fs.create(self.path(p), True)
-        try:
-            out.write(bytearray(text.encode()))
-        finally:
-            out.close()
+    def delete(self, p: str, recursive: bool = True) -> bool:
+        return bool(self.fs.delete(self.path(p), recursive))
 
 
 def verify(spark: SparkSession, folder: str, tokens_read: int) -> dict[str, int]:
@@ -133,25 +194,6 @@ def verify(spark: SparkSession, folder: str, tokens_read: int) -> dict[str, int]
             f"null/empty words={row['bad']} rows={row['words']} distinct words={row['distinct']}"
         )
     return {"sum_count": int(row["sum_count"]), "distinct_words": int(row["words"])}
-
-
-def publish(hdfs: Hdfs, tmp: str, final: str) -> str:
-    """Make `tmp` the content of `final` with no instant at which a reader sees a mix."""
-    if not hdfs.exists(final):
-        hdfs.rename(tmp, final)
-        return "created"
-    visible = [n for n in hdfs.names(final) if not n.startswith(("_", "."))]
-    if visible == [DATA_FILE]:
-        hdfs.replace(posixpath.join(tmp, DATA_FILE), posixpath.join(final, DATA_FILE))
-        hdfs.replace(posixpath.join(tmp, lake.SUMMARY_FILE), posixpath.join(final, lake.SUMMARY_FILE))
-        hdfs.delete(tmp)
-        return "replaced"
-    # Not a layout this job wrote: swap the folders (readers may briefly find no folder).
-    old = posixpath.join(posixpath.dirname(final), f"_old-{posixpath.basename(final)}-{uuid.uuid4().hex[:8]}")
-    hdfs.rename(final, old)
-    hdfs.rename(tmp, final)
-    hdfs.delete(old)
-    return "swapped"
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -176,12 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = SparkSession.builder.getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     hdfs = Hdfs(spark, args.out_root)
+    removed = daypublish.remove_leftovers(hdfs, args.out_root, int(time.time() * 1000))
+    if removed:
+        log.info("removed leftovers older than a day: %s", removed)
     final = lake.wordcount_day(args.date, args.out_root)
-    for name in hdfs.names(args.out_root) if hdfs.exists(args.out_root) else []:
-        if name.startswith((f"_tmp-dt={args.date}-", f"_old-dt={args.date}-")):
-            hdfs.delete(posixpath.join(args.out_root, name))  # left by a killed earlier attempt
     folders = [f for f in (lake.raw_day(t, args.date, args.raw_root) for t in args.topic) if hdfs.exists(f)]
-    tmp = posixpath.join(args.out_root, f"_tmp-dt={args.date}-{uuid.uuid4().hex[:12]}")
+    attempt = uuid.uuid4().hex[:12]
+    tmp = daypublish.tmp_folder(args.out_root, args.date, attempt)
     if folders:
         observation = Observation("wordcount")
         count_words(landed_values(spark, folders), observation).coalesce(1).write.parquet(tmp)
@@ -194,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = [n for n in hdfs.names(tmp) if n.startswith("part-")]
     if len(parts) != 1:
         raise RuntimeError(f"expected one data file in {tmp}, found {parts}")
-    hdfs.rename(posixpath.join(tmp, parts[0]), posixpath.join(tmp, DATA_FILE))
+    if not hdfs.rename(posixpath.join(tmp, parts[0]), posixpath.join(tmp, DATA_FILE)):
+        raise RuntimeError(f"cannot rename {parts[0]} to {DATA_FILE} in {tmp}")
     for name in hdfs.names(tmp):
         if name != DATA_FILE:
             hdfs.delete(posixpath.join(tmp, name))  # Spark's empty _SUCCESS and checksum files
@@ -206,10 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tokens": tokens_read,
         **checked,
         "run_id": args.run_id,
+        "attempt": attempt,  # the data file beside this _SUCCESS is this attempt's, of this length:
+        "data_bytes": hdfs.status(posixpath.join(tmp, DATA_FILE)).length,
         "written_at": datetime.now(timezone.utc).isoformat(),
     }
-    hdfs.write_text(posixpath.join(tmp, lake.SUMMARY_FILE), json.dumps(summary, sort_keys=True))
-    summary["publication"] = publish(hdfs, tmp, final)
+    hdfs.create(posixpath.join(tmp, lake.SUMMARY_FILE), json.dumps(summary, sort_keys=True).encode())
+    summary["publication"] = daypublish.publish(hdfs, args.out_root, args.date, attempt)
     summary["output"] = final
     log.info("published %s: %s", final, summary)
     print(SUMMARY_MARKER + json.dumps(summary, sort_keys=True), flush=True)

@@ -45,7 +45,13 @@ log = logging.getLogger("kafka_to_hdfs_landing")
 
 REPORT_MARKER = "LANDING_REPORT_JSON "
 # Larger fetches than the consumer defaults (1 MiB per partition): batch reads of large ranges.
-KAFKA_DEFAULTS = {"max.partition.fetch.bytes": "16777216", "fetch.max.bytes": "67108864"}
+KAFKA_DEFAULTS = {
+    "max.partition.fetch.bytes": "16777216",
+    "fetch.max.bytes": "67108864",
+    # Records of aborted transactions are never landed; the end offsets are the last stable ones
+    # (an open transaction's records wait for the next run).
+    "isolation.level": "read_committed",
+}
 UNDECODABLE = "value is not valid UTF-8 (topic value_format: text)"
 
 
@@ -265,7 +271,14 @@ class JvmStagingWriter:
             "topic %s run %s: read %d records in %d slices (%d undecodable)",
             plan["topic"], plan["seq"], result["records"], len(request["slices"]), result["quarantined"],
         )  # fmt: skip
-        return landing.WriteResult(records=result["records"], quarantined=result["quarantined"])
+        gaps = [
+            {"partition": sl["partition"], "start": lo, "end": hi}
+            for sl in result.get("slices", [])
+            for lo, hi in sl.get("skipped_ranges", [])
+        ]
+        return landing.WriteResult(
+            records=result["records"], quarantined=result["quarantined"], read_gaps=gaps
+        )
 
 
 def _root_cause(e: Exception) -> str:

@@ -497,6 +497,9 @@ class OffsetSource(Protocol):
 class WriteResult:
     records: int  # rows read from Kafka
     quarantined: int  # of which written under quarantine/
+    # offsets Kafka deleted between the plan and the read ({partition, start, end}; only with
+    # accept_data_loss: otherwise the read fails)
+    read_gaps: list[dict[str, int]] = field(default_factory=list)
 
 
 class StagingWriter(Protocol):
@@ -648,7 +651,9 @@ def roll_forward(fs: FileSystem, paths: TopicPaths, seq: int, files: Sequence[Ma
     return moved
 
 
-def partition_stats(plan: Mapping[str, Any], files: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def partition_stats(
+    plan: Mapping[str, Any], files: Sequence[Mapping[str, Any]], read_gaps: Sequence[Mapping[str, int]] = ()
+) -> dict[str, dict[str, Any]]:
     start, end = _int_keys(plan["start"]), _int_keys(plan["end"])
     gaps = {g["partition"]: g for g in plan.get("gaps", [])}
     out = {}
@@ -668,6 +673,7 @@ def partition_stats(plan: Mapping[str, Any], files: Sequence[Mapping[str, Any]])
             "quarantine_files": len(bad),
             "max_timestamp_ms": max(ts) if ts else None,
             "gap": [gaps[p]["start"], gaps[p]["end"]] if p in gaps else None,
+            "read_gaps": [[g["start"], g["end"]] for g in read_gaps if g["partition"] == p],
         }
     return out
 
@@ -678,7 +684,7 @@ def make_commit(
     """The commit record of a run: a pure function of its plan and outcome, so a recovering run
     writes exactly what the crashed one would have."""
     files = outcome["files"] if outcome else []
-    stats = partition_stats(plan, files)
+    stats = partition_stats(plan, files, (outcome or {}).get("read_gaps", []))
     raw_records = sum(s["records"] for s in stats.values())
     raw_bytes = sum(s["bytes"] for s in stats.values())
     return {
@@ -720,7 +726,11 @@ def _abort(fs: FileSystem, paths: TopicPaths, seq: int, reason: str) -> dict[str
 
 
 def decide_staged(
-    fs: FileSystem, paths: TopicPaths, plan: Mapping[str, Any], files: Sequence[Mapping[str, Any]]
+    fs: FileSystem,
+    paths: TopicPaths,
+    plan: Mapping[str, Any],
+    files: Sequence[Mapping[str, Any]],
+    read_gaps: Sequence[Mapping[str, int]] = (),
 ) -> dict[str, Any]:
     """The fence, then the decision of run N (docs/landing.md, "Fencing").
 
@@ -744,7 +754,8 @@ def decide_staged(
                 f"topic {topic!r}: run {other} of another writer decided after run {seq} planned; "
                 f"run {seq} is aborted and its staged files are discarded (nothing was made visible)"
             )
-    staged = {"seq": seq, "state": STAGED, "base": base, "decided_at_ms": now_ms(), "files": list(files)}
+    staged = {"seq": seq, "state": STAGED, "base": base, "decided_at_ms": now_ms(), "files": list(files),
+              "read_gaps": list(read_gaps)}  # fmt: skip
     outcome = _decide(fs, paths, seq, staged)
     if outcome["state"] != STAGED:
         raise ConcurrentRunError(
@@ -883,7 +894,7 @@ def land_topic(
                     "files are discarded (nothing was made visible)"
                 ) from e
             raise
-        outcome = decide_staged(fs, paths, plan, files)
+        outcome = decide_staged(fs, paths, plan, files, written.read_gaps)
         roll_forward(fs, paths, seq, files)
         commit = _publish_commit(fs, paths, plan, outcome)
         fs.delete(staging, recursive=True)
@@ -951,6 +962,7 @@ def topic_report(
                 "lag_before": latest_before.get(p, s["end"]) - committed_before,
                 "lag_after": (available_after[p][1] - s["end"]) if p in available_after else None,
                 "gap": s["gap"],
+                "read_gaps": s.get("read_gaps", []),
             }
         )
     totals = {k: sum(x[k] for x in parts) for k in ("records", "bytes", "files", "quarantined")}
@@ -984,6 +996,7 @@ def format_report(report: Mapping[str, Any]) -> str:
                 f"    {p['partition']:>9}  {rng:<24} {p['records']:>8} {p['bytes']:>12} {p['files']:>6} "
                 f"{p['quarantined']:>12}  {p['lag_before']}/{p['lag_after']}"
                 + (f"  GAP skipped {p['gap']}" if p["gap"] else "")
+                + (f"  deleted while read {p['read_gaps']}" if p.get("read_gaps") else "")
             )
         for note in t.get("recovered", []):
             lines.append(f"    recovered: {note}")

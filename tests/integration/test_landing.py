@@ -326,6 +326,41 @@ def test_undecodable_records_go_to_quarantine_and_are_counted(stack, new_topic, 
     assert all(f["_file"].startswith(f"/data/quarantine/{topic}/dt=") for f in bad)
 
 
+def produce_transaction(stack, topic: str, values: list[bytes], commit: bool, tx_id: str) -> dict:
+    """Produce `values` in one Kafka transaction, then commit or abort it; returns what was acked."""
+    from confluent_kafka import Producer
+
+    acked: dict[tuple[int, int], tuple[bytes, int]] = {}
+
+    def on_delivery(err, msg):
+        assert err is None, err
+        acked[(msg.partition(), msg.offset())] = (msg.value(), msg.timestamp()[1])
+
+    p = Producer({"bootstrap.servers": stack.kafka_bootstrap, "transactional.id": tx_id})
+    p.init_transactions(60)
+    p.begin_transaction()
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, key=f"k{i}".encode(), on_delivery=on_delivery)
+    assert p.flush(60) == 0
+    (p.commit_transaction if commit else p.abort_transaction)(60)
+    return acked
+
+
+@pytest.mark.timeout(900)
+def test_records_of_aborted_transactions_are_not_landed(stack, new_topic, webhdfs):
+    rng = random.Random(3)
+    topic = new_topic("txn", partitions=1)
+    committed = produce_transaction(stack, topic, random_values(rng, 300), True, f"{topic}-tx")
+    aborted = produce_transaction(stack, topic, random_values(rng, 200), False, f"{topic}-tx")
+    committed |= produce_transaction(stack, topic, random_values(rng, 100), True, f"{topic}-tx")
+    assert len(aborted) == 200 and len(committed) == 400
+    rc, report, out = land(stack, topic, f"{topic}-0")
+    assert rc == 0, out[-3000:]
+    [t] = report["topics"]
+    assert t["totals"]["records"] == 400, t["totals"]
+    check_exactly_once(webhdfs, topic, committed, complete=True)
+
+
 # ---- through Airflow ----------------------------------------------------------------------------
 
 

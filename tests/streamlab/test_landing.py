@@ -113,8 +113,14 @@ class FakeWriter:
             self.during_write()
         text = plan["value_format"] == "text"
         total = bad = 0
+        read_gaps = []
         for p_str, end in plan["end"].items():
             p, start = int(p_str), plan["start"][p_str]
+            if self.kafka.earliest[p] > start:  # deleted by Kafka after the plan
+                if not plan["accept_data_loss"]:
+                    raise landing.LandingError(f"offsets {start}.. of partition {p} are gone")
+                read_gaps.append({"partition": p, "start": start, "end": min(end, self.kafka.earliest[p])})
+                start = min(end, self.kafka.earliest[p])
             rows = [(p, o, ts, k, v) for (o, ts, k, v) in self.kafka.records[p] if start <= o < end]
             total += len(rows)
             groups: dict[tuple[str, str], list] = {}
@@ -138,7 +144,7 @@ class FakeWriter:
                     self.fs.mkdirs(posixpath.dirname(path))
                     self.fs.create(path, buf.getvalue())
         self.fs.create(posixpath.join(staging_dir, "_SUCCESS"), b"")
-        return WriteResult(records=total, quarantined=bad)
+        return WriteResult(records=total, quarantined=bad, read_gaps=read_gaps)
 
 
 def plain_read(fs, paths):
@@ -359,6 +365,24 @@ def test_retention_gap_fails_loudly_naming_the_range(setup):
     assert p1["gap"] == [5, 7] and p1["offset_range"] == [7, 10] and p1["lag_before"] == 5
     seen = check_exactly_once(fs, paths, kafka, complete=True, lost={(1, 5), (1, 6)})
     assert (1, 5) not in seen and (1, 7) in seen
+
+
+def test_offsets_deleted_while_read_are_recorded_in_the_commit_and_the_report(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 10, T0)
+
+    def retention_meanwhile():  # Kafka deletes offsets 0-2 of partition 0 after the plan
+        kafka.earliest[0] = 3
+
+    writer = FakeWriter(fs, kafka, during_write=retention_meanwhile)
+    opts = LandingOptions(compact=False, accept_data_loss=True)
+    report = landing.land_topic(fs, paths, kafka, writer, opts, run_id="r")
+    parts = {p["partition"]: p for p in report["partitions"]}
+    assert parts[0]["read_gaps"] == [[0, 3]] and parts[1]["read_gaps"] == []
+    assert parts[0]["records"] == 2 and parts[0]["offset_range"] == [0, 5]
+    assert landing.latest_commit(fs, paths)["partitions"]["0"]["read_gaps"] == [[0, 3]]
+    assert "deleted while read [[0, 3]]" in landing.format_report({"topics": [report]})
+    check_exactly_once(fs, paths, kafka, complete=True, lost={(0, 0), (0, 1), (0, 2)})
 
 
 def test_offsets_going_backwards_is_an_error():

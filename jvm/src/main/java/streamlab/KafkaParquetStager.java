@@ -81,7 +81,8 @@ public final class KafkaParquetStager {
    * Entry point from the Python driver (py4j). {@code requestJson}: topic, value_format,
    * staging_dir, records_per_file, slices [{partition, from, until}], kafka {consumer config},
    * fail_on_data_loss, poll_timeout_ms, reason, spark_version. Returns JSON: records, quarantined,
-   * files, skipped_offsets (deleted by Kafka, only when data loss is accepted), per slice details.
+   * files, skipped_offsets (deleted by Kafka, only when data loss is accepted), per slice details
+   * (with skipped_ranges: [from, until) pairs).
    */
   public static String stage(SparkSession spark, String requestJson) throws IOException {
     ObjectMapper mapper = new ObjectMapper();
@@ -142,6 +143,7 @@ public final class KafkaParquetStager {
     props.setProperty("client.id", "streamlab-landing-" + topic + "-" + partition + "-" + from);
     TopicPartition tp = new TopicPartition(topic, partition);
     long records = 0, quarantined = 0, skipped = 0;
+    ArrayNode skippedRanges = mapper.createArrayNode();
     try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
       consumer.assign(List.of(tp));
       consumer.seek(tp, from);
@@ -160,6 +162,7 @@ public final class KafkaParquetStager {
                 next, Math.min(earliest, until) - 1, tp, earliest), e);
           }
           skipped += Math.min(earliest, until) - next;
+          skippedRanges.add(mapper.createArrayNode().add(next).add(Math.min(earliest, until)));
           next = Math.min(earliest, until);
           consumer.seek(tp, next);
           continue;
@@ -203,6 +206,7 @@ public final class KafkaParquetStager {
     ObjectNode out = mapper.createObjectNode();
     out.put("partition", partition).put("from", from).put("until", until).put("records", records)
         .put("quarantined", quarantined).put("files", fileCount).put("skipped_offsets", skipped);
+    out.set("skipped_ranges", skippedRanges);
     return mapper.writeValueAsString(out);
   }
 

@@ -1,0 +1,243 @@
+"""Publishing one day's result folder (`<root>/dt=<day>/`) when attempts of that day overlap.
+
+The batch word count writes its result (one data file and a `_SUCCESS` summary naming the
+attempt) into its own hidden folder `<root>/_tmp-<day>-<attempt>`, then publishes it here. Two
+attempts of one day (an Airflow retry beside a zombie, a backfill beside a scheduled run) are
+serialized by a per-day lock file, created exclusively (`<root>/_lock-<day>`, holding the attempt
+id); the holder checks that the lock still names it before every change it makes, so an attempt
+whose lock was broken (held longer than `LOCK_TTL_MS`, taken as dead) stops instead of writing.
+
+Under the lock:
+- no `dt=<day>` yet: one rename of the whole folder, which fails instead of moving the folder
+  inside a `dt=<day>` created meanwhile (HDFS `Options.Rename.NONE`);
+- a folder this job wrote (one visible data file): `_SUCCESS` is removed, the data file is
+  replaced by one atomic rename-with-overwrite, then the new `_SUCCESS` is moved in. A reader sees
+  the old data or the new data, and `_SUCCESS`, when present, always describes the file next to it;
+- another layout: the folders are swapped (readers may briefly find no `dt=<day>`).
+Hidden folders left inside `dt=<day>` by older versions (`_tmp-dt=...`, which Spark does not hide
+because of the `=`) are removed. Temporary names carry no `=`. Leftovers of killed attempts
+(`_tmp-`, `_old-`, `_stale-` names) are removed by age only (`LEFTOVER_AGE_MS`, HDFS
+modification time), never another attempt's live folder.
+
+`publication()` is a generator that yields a step name before each change, so tests interleave
+attempts step by step; `publish()` runs it, sleeping while the lock is held by another attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+DATA_FILE = "part-00000.parquet"
+SUMMARY_FILE = "_SUCCESS"
+LOCK_TTL_MS = 5 * 60_000  # a publication takes a few RPCs: a lock this old belongs to a dead attempt
+LEFTOVER_AGE_MS = 24 * 3600_000  # temporary folders older than this are leftovers (jobs time out at 2 h)
+LEFTOVER_PREFIXES = ("_tmp-", "_old-", "_stale-")
+WAIT = "wait"  # the step yielded while another attempt holds the lock
+
+
+class Fenced(RuntimeError):
+    """This attempt no longer holds the day's lock: it must not change the published day."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_dir: bool
+    mtime_ms: int
+    length: int = 0
+
+
+class DayFileSystem(Protocol):
+    """What the publication needs. `create` is exclusive (FileExistsError if the path exists);
+    `rename` never replaces and never moves into an existing folder (False instead, also when
+    `src` is missing); `replace` atomically renames a file over an existing one (or none)."""
+
+    def status(self, path: str) -> Entry | None: ...
+    def list(self, path: str) -> list[Entry]: ...  # [] when the folder does not exist
+    def read(self, path: str) -> bytes: ...
+    def create(self, path: str, data: bytes) -> None: ...
+    def rename(self, src: str, dst: str) -> bool: ...
+    def replace(self, src: str, dst: str) -> None: ...
+    def delete(self, path: str, recursive: bool = True) -> bool: ...
+
+
+def tmp_folder(root: str, day: str, attempt: str) -> str:
+    return posixpath.join(root, f"_tmp-{day}-{attempt}")
+
+
+def lock_file(root: str, day: str) -> str:
+    return posixpath.join(root, f"_lock-{day}")
+
+
+def visible(name: str) -> bool:
+    return not name.startswith(("_", "."))
+
+
+def remove_leftovers(fs: DayFileSystem, root: str, now_ms: int, age_ms: int = LEFTOVER_AGE_MS) -> list[str]:
+    """Delete temporary folders of any day older than `age_ms` (by modification time)."""
+    removed = []
+    for e in fs.list(root):
+        if e.name.startswith(LEFTOVER_PREFIXES) and now_ms - e.mtime_ms > age_ms:
+            fs.delete(posixpath.join(root, e.name), recursive=True)
+            removed.append(e.name)
+    return removed
+
+
+def publication(
+    fs: DayFileSystem,
+    root: str,
+    day: str,
+    attempt: str,
+    now_ms: Callable[[], int],
+    lock_ttl_ms: int = LOCK_TTL_MS,
+) -> Iterator[str]:
+    """Publish `tmp_folder(root, day, attempt)` as `root/dt=<day>`; yields before each change.
+
+    Returns (StopIteration.value) "created", "replaced" or "swapped"; raises Fenced when the lock
+    was taken from this attempt.
+    """
+    final = posixpath.join(root, f"dt={day}")
+    tmp = tmp_folder(root, day, attempt)
+    lock = lock_file(root, day)
+    token = attempt.encode()
+
+    def owned() -> None:
+        try:
+            holder = fs.read(lock)
+        except FileNotFoundError:
+            holder = None
+        if holder != token:
+            raise Fenced(f"attempt {attempt} lost the lock of {day} (now {holder!r}): nothing more published")
+
+    while True:  # take the day's lock
+        yield "lock"
+        try:
+            fs.create(lock, token)
+            break
+        except FileExistsError:
+            pass
+        st = fs.status(lock)
+        if st is not None and now_ms() - st.mtime_ms > lock_ttl_ms:
+            yield "break-lock"
+            stale = posixpath.join(root, f"_stale-lock-{day}-{attempt}")
+            if fs.rename(lock, stale):
+                fs.delete(stale)
+            continue
+        yield WAIT
+
+    yield "publish"
+    owned()
+    if fs.rename(tmp, final):  # fails (no nesting) when dt=<day> exists
+        result = "created"
+    else:
+        if fs.status(final) is None:
+            raise RuntimeError(f"cannot publish {tmp}: rename to {final} failed")
+        entries = fs.list(final)
+        for e in entries:  # hidden folders nested by older versions: Spark reads `_x=y` folders
+            if e.is_dir and e.name.startswith(("_tmp-", "_old-")):
+                yield "repair"
+                owned()
+                fs.delete(posixpath.join(final, e.name), recursive=True)
+        if [e.name for e in entries if visible(e.name)] in ([DATA_FILE], []):
+            yield "drop-summary"
+            owned()
+            fs.delete(posixpath.join(final, SUMMARY_FILE))
+            yield "replace-data"
+            owned()
+            fs.replace(posixpath.join(tmp, DATA_FILE), posixpath.join(final, DATA_FILE))
+            yield "move-summary"
+            owned()
+            fs.replace(posixpath.join(tmp, SUMMARY_FILE), posixpath.join(final, SUMMARY_FILE))
+            result = "replaced"
+        else:  # not a layout this job wrote: swap the folders
+            old = posixpath.join(root, f"_old-{day}-{attempt}")
+            yield "set-aside"
+            owned()
+            if not fs.rename(final, old):
+                raise RuntimeError(f"cannot move {final} aside")
+            yield "swap-in"
+            owned()
+            if not fs.rename(tmp, final):
+                raise RuntimeError(f"cannot rename {tmp} to {final}")
+            fs.delete(old, recursive=True)
+            result = "swapped"
+
+    yield "release"
+    fs.delete(tmp, recursive=True)
+    try:
+        if fs.read(lock) == token:
+            fs.delete(lock)
+    except FileNotFoundError:
+        pass
+    return result
+
+
+def publish(
+    fs: DayFileSystem,
+    root: str,
+    day: str,
+    attempt: str,
+    wait_s: float = 1.0,
+    timeout_s: float = 2 * LOCK_TTL_MS / 1000,
+) -> str:
+    """Run `publication` to its end, waiting `wait_s` between tries of a lock held by another."""
+    deadline = time.monotonic() + timeout_s
+    steps = publication(fs, root, day, attempt, lambda: int(time.time() * 1000))
+    try:
+        while True:
+            if next(steps) == WAIT:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the lock of {day} stayed taken for {timeout_s:.0f} s")
+                time.sleep(wait_s)
+    except StopIteration as done:
+        return done.value
+
+
+class LocalDayFileSystem:
+    """A local folder with the HDFS semantics above (unit tests, file:// runs)."""
+
+    def status(self, path: str) -> Entry | None:
+        if not os.path.exists(path):
+            return None
+        is_dir = os.path.isdir(path)
+        length = 0 if is_dir else os.path.getsize(path)
+        return Entry(posixpath.basename(path), is_dir, int(os.path.getmtime(path) * 1000), length)
+
+    def list(self, path: str) -> list[Entry]:
+        if not os.path.isdir(path):
+            return []
+        return [self.status(posixpath.join(path, n)) for n in sorted(os.listdir(path))]
+
+    def read(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def create(self, path: str, data: bytes) -> None:
+        with open(path, "xb") as f:
+            f.write(data)
+
+    def rename(self, src: str, dst: str) -> bool:
+        if not os.path.exists(src) or os.path.exists(dst) or not os.path.isdir(os.path.dirname(dst)):
+            return False
+        os.rename(src, dst)
+        return True
+
+    def replace(self, src: str, dst: str) -> None:
+        if os.path.isdir(dst):
+            raise IsADirectoryError(dst)
+        os.replace(src, dst)
+
+    def delete(self, path: str, recursive: bool = True) -> bool:
+        if not os.path.lexists(path):
+            return False
+        if os.path.isdir(path):
+            shutil.rmtree(path) if recursive else os.rmdir(path)
+        else:
+            os.remove(path)
+        return True
