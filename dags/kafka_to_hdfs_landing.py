@@ -61,6 +61,12 @@ ASSETS = {t.name: Asset(**lake.raw_asset(t.name)) for t in LANDED}
         "accept_data_loss": Param(
             False, type="boolean", description="skip records Kafka deleted before they were landed"
         ),
+        "on_topic_reset": Param(
+            "fail",
+            enum=["fail", "land-new"],
+            description="the topic was deleted and re-created, or a partition truncated: fail, or land "
+            "what it holds now as a new generation of files (docs/landing.md)",
+        ),
         "topics": Param(
             [f"{t.name}={t.value_format}" for t in LANDED],
             type="array",
@@ -86,6 +92,7 @@ def kafka_to_hdfs_landing():
             "--run-id",
             "{{ run_id }}",
             "--accept-data-loss={{ params.accept_data_loss }}",
+            "--on-topic-reset={{ params.on_topic_reset }}",
             "--exit-with-launcher",
         ],
         execution_timeout=timedelta(minutes=45),

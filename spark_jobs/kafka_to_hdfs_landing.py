@@ -194,6 +194,20 @@ class KafkaOffsets:
             props.setProperty(k, str(v))
         self.consumer = jvm.org.apache.kafka.clients.consumer.KafkaConsumer(props)
         self.timeout = jvm.java.time.Duration.ofSeconds(timeout_s)
+        self.timeout_s = timeout_s
+        admin = jvm.java.util.Properties()
+        admin.setProperty("bootstrap.servers", bootstrap)
+        admin.setProperty("client.id", "streamlab-landing-admin")
+        self.admin_props = admin
+        self.admin = None
+
+    def topic_id(self, topic: str) -> str | None:
+        if self.admin is None:
+            self.admin = self.jvm.org.apache.kafka.clients.admin.Admin.create(self.admin_props)
+        names = self.jvm.java.util.Collections.singletonList(topic)
+        seconds = self.jvm.java.util.concurrent.TimeUnit.SECONDS
+        described = self.admin.describeTopics(names).allTopicNames().get(self.timeout_s, seconds)
+        return described.get(topic).topicId().toString()
 
     def available(self, topic: str) -> dict[int, tuple[int, int]]:
         infos = self.consumer.partitionsFor(topic, self.timeout)
@@ -208,6 +222,8 @@ class KafkaOffsets:
 
     def close(self) -> None:
         self.consumer.close()
+        if self.admin is not None:
+            self.admin.close()
 
 
 class LazySpark:
@@ -352,6 +368,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-file-mb", type=float, default=32)
     p.add_argument("--compact-close-minutes", type=float, default=10)
     p.add_argument("--compact-lookback-hours", type=int, default=48)
+    p.add_argument("--on-topic-reset", choices=["fail", landing.LAND_NEW], default="fail",
+                   help="a topic deleted and re-created, or a truncated partition: fail (default), or "
+                        "land what the topic holds now as a new generation of files")  # fmt: skip
     p.add_argument("--keep-snapshots", type=int, default=landing.LandingOptions.keep_snapshots,
                    help="HDFS snapshots of each topic folder kept, one per commit (0: none)")  # fmt: skip
     p.add_argument(
@@ -412,6 +431,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         close_after_ms=int(args.compact_close_minutes * 60_000),
         compact_lookback_hours=args.compact_lookback_hours,
         keep_snapshots=args.keep_snapshots,
+        on_topic_reset=args.on_topic_reset,
     )
     started = datetime.now(timezone.utc)
     reports = []

@@ -57,6 +57,7 @@ RAW, QUARANTINE = "raw", "quarantine"
 STAGED, ABORTED = "staged", "aborted"
 PLAN, OUTCOME, COMMIT = "plan", "outcome", "commit"
 HOUR_MS = 3_600_000
+LAND_NEW = "land-new"
 
 
 # ---- errors -------------------------------------------------------------------------------
@@ -82,6 +83,21 @@ class DataLossError(LandingError):
             f"(deleted by retention before this run):\n{lines}\n"
             "Nothing was landed for this topic. To skip the lost records and go on, run again with "
             "--accept-data-loss (DAG param accept_data_loss=true)."
+        )
+
+
+class TopicResetError(LandingError):
+    """The topic is not the one landed so far: deleted and re-created (a new topic ID), or a
+    partition's log ends below what was landed (truncated, e.g. by an unclean leader election)."""
+
+    def __init__(self, topic: str, what: str):
+        self.topic = topic
+        super().__init__(
+            f"topic {topic!r} is not the topic landed so far: {what}.\n"
+            "Nothing was landed for this topic. Records landed before stay where they are. To land the "
+            "topic as it is now (from its earliest offsets for a new topic, from the end of its log for "
+            "a truncated partition) as a new generation of files (`...+g<n>.parquet`), run again with "
+            "--on-topic-reset land-new (DAG param on_topic_reset=land-new)."
         )
 
 
@@ -290,15 +306,19 @@ def walk_files(fs: FileSystem, root: str, include_hidden: bool = False) -> list[
 
 # ---- names --------------------------------------------------------------------------------
 
-_FILE_NAME = re.compile(r"^part-(?P<topic>.+)\+(?P<p>\d+)\+(?P<first>\d{19})\+(?P<last>\d{19})\.parquet$")
+_FILE_NAME = re.compile(
+    r"^part-(?P<topic>.+)\+(?P<p>\d+)\+(?P<first>\d{19})\+(?P<last>\d{19})(?:\+g(?P<gen>\d+))?\.parquet$"
+)
 _LOG_NAME = re.compile(r"^(\d{12})\.(plan|outcome|commit)\.json$")
 
 
-def file_name(topic: str, partition: int, first: int, last: int) -> str:
+def file_name(topic: str, partition: int, first: int, last: int, generation: int = 0) -> str:
     """Deterministic data file name: a record's file is named by its topic-partition and the
-    first and last offsets the file holds, so two files can never share a name."""
+    first and last offsets the file holds, so two files can never share a name. Offsets start
+    again after a topic reset (`TopicResetError`): files landed after it carry `+g<generation>`."""
     t = topic if len(topic) <= 180 else f"{topic[:160]}~{hashlib.sha1(topic.encode()).hexdigest()[:12]}"
-    return f"part-{t}+{partition}+{first:019d}+{last:019d}.parquet"
+    gen = f"+g{generation}" if generation else ""
+    return f"part-{t}+{partition}+{first:019d}+{last:019d}{gen}.parquet"
 
 
 @dataclass(frozen=True)
@@ -306,13 +326,14 @@ class DataFileName:
     partition: int
     first: int
     last: int
+    generation: int = 0
 
 
 def parse_file_name(name: str) -> DataFileName | None:
     m = _FILE_NAME.match(name)
     if not m:
         return None
-    return DataFileName(int(m["p"]), int(m["first"]), int(m["last"]))
+    return DataFileName(int(m["p"]), int(m["first"]), int(m["last"]), int(m["gen"] or 0))
 
 
 _EPOCH_HOUR_DIR = re.compile(r"^h=(-?\d+)$")
@@ -447,6 +468,7 @@ def plan_ranges(
     committed: Mapping[int, int] | None,
     available: Mapping[int, tuple[int, int]],
     accept_data_loss: bool = False,
+    land_new: bool = False,
 ) -> RangePlan:
     """Per partition, the range to land: [last committed end, latest offset now).
 
@@ -458,15 +480,18 @@ def plan_ranges(
     committed = dict(committed or {})
     missing = sorted(set(committed) - set(available))
     if missing:
-        raise ProtocolError(f"topic {topic!r}: partitions {missing} were landed before but no longer exist")
+        raise TopicResetError(topic, f"partitions {missing} were landed before and no longer exist")
     start, end, gaps = {}, {}, []
     for p, (earliest, latest) in sorted(available.items()):
         expected = committed.get(p, 0)
         if latest < expected:
-            raise ProtocolError(
-                f"topic {topic!r} partition {p}: latest offset {latest} is below the landed end "
-                f"{expected} (topic deleted and re-created?); land it under another raw root"
-            )
+            if not land_new:
+                raise TopicResetError(
+                    topic,
+                    f"partition {p} ends at offset {latest}, below the {expected} already landed (its log "
+                    "was truncated: an unclean leader election, or the topic re-created)",
+                )
+            expected = max(earliest, latest)  # the offsets from here on are new records
         if earliest > expected:
             gaps.append(Gap(p, expected, earliest))
             expected = earliest
@@ -490,6 +515,10 @@ def records_per_file(
 class OffsetSource(Protocol):
     def available(self, topic: str) -> dict[int, tuple[int, int]]:
         """partition -> (earliest offset, latest offset) of the topic, now."""
+        ...
+
+    def topic_id(self, topic: str) -> str | None:
+        """Kafka's topic ID (a new one when the topic is deleted and created again)."""
         ...
 
 
@@ -555,6 +584,7 @@ class LandingOptions:
     close_after_ms: int = 10 * 60 * 1000  # an hour is closed this long after its end is landed
     compact_lookback_hours: int = 48
     keep_snapshots: int = 12  # one per commit: two hours of the 10-minute schedule
+    on_topic_reset: str = "fail"  # or LAND_NEW: see TopicResetError
 
 
 # ---- staging -> manifest ------------------------------------------------------------------
@@ -570,6 +600,7 @@ def build_manifest(
 ) -> list[dict[str, Any]]:
     """The staged files with their deterministic destinations, checked against the plan."""
     start, end = _int_keys(plan["start"]), _int_keys(plan["end"])
+    generation = plan.get("generation", 0)
     files: list[dict[str, Any]] = []
     for kind in (RAW, QUARANTINE):
         base = posixpath.join(staging_dir, kind)
@@ -591,7 +622,7 @@ def build_manifest(
                 {
                     "kind": kind,
                     "src": posixpath.join(kind, rel),
-                    "dst": posixpath.join(rel_dir, file_name(topic, p, info.first, info.last)),
+                    "dst": posixpath.join(rel_dir, file_name(topic, p, info.first, info.last, generation)),
                     "partition": p,
                     "first": info.first,
                     "last": info.last,
@@ -697,6 +728,9 @@ def make_commit(
         "planned_at_ms": plan["planned_at_ms"],
         "committed_at_ms": committed_at,
         "noop": not files and plan.get("noop", False),
+        "topic_id": plan.get("topic_id"),
+        "generation": plan.get("generation", 0),
+        "reset": plan.get("reset"),
         "partitions": stats,
         "hours": sorted({posixpath.dirname(f["dst"]) for f in files if f["kind"] == RAW}),
         "bytes_per_record": (raw_bytes / raw_records) if raw_records else plan.get("bytes_per_record"),
@@ -850,8 +884,26 @@ def land_topic(
     )
     committed = _int_keys(last["end"]) if last else None
     planned_at = now_ms()
+    topic_id = source.topic_id(topic)
     available = source.available(topic)
-    ranges = plan_ranges(topic, committed, available, opts.accept_data_loss)
+    land_new = opts.on_topic_reset == LAND_NEW
+    generation = (last or {}).get("generation", 0)
+    reset = None
+    if last and last.get("topic_id") and topic_id and last["topic_id"] != topic_id:
+        what = (
+            f"its topic ID is {topic_id}, the records landed so far came from topic ID "
+            f"{last['topic_id']} (deleted and created again)"
+        )
+        if not land_new:
+            raise TopicResetError(topic, what)
+        committed, reset = None, what  # a new topic: land it from its earliest offsets
+    truncated = {p: e for p, e in (committed or {}).items() if p in available and available[p][1] < e}
+    if truncated and land_new:
+        reset = f"partitions {sorted(truncated)} were truncated below the landed ends {truncated}"
+    ranges = plan_ranges(topic, committed, available, opts.accept_data_loss, land_new)
+    if reset:
+        generation += 1
+        notes.append(f"topic reset: {reset}; landing generation {generation} from {ranges.start}")
     latest = {p: available[p][1] for p in available}
     seq = state.next_seq
     plan = {
@@ -868,6 +920,9 @@ def land_topic(
         "accept_data_loss": opts.accept_data_loss,
         "bytes_per_record": last.get("bytes_per_record") if last else None,
         "noop": ranges.empty,
+        "topic_id": topic_id,
+        "generation": generation,
+        "reset": reset,
     }
     fs.mkdirs(paths.log_dir)
     # A no-op run goes through plan and decision like any run: its commit moves "landed through",
@@ -1025,7 +1080,7 @@ def format_report(report: Mapping[str, Any]) -> str:
 # which). Settling never waits for or trusts a possibly live attempt.
 
 
-def _journal_key(directory: str, partition: int) -> str:
+def _journal_key(directory: str, partition: str) -> str:
     return hashlib.sha1(f"{directory}\0{partition}".encode()).hexdigest()[:20]
 
 
@@ -1097,11 +1152,11 @@ def _hour_dirs(
 
 def plan_compaction(files: Sequence[FileStatus], small: int, target: int) -> list[list[FileStatus]]:
     """Groups of >= 2 small files of one partition, consecutive by offset, up to `target` bytes."""
-    by_part: dict[int, list[tuple[DataFileName, FileStatus]]] = {}
-    for st in files:
+    by_part: dict[tuple[int, int], list[tuple[DataFileName, FileStatus]]] = {}
+    for st in files:  # offsets are unique per partition within one generation only
         n = parse_file_name(st.name)
         if n is not None and not st.is_dir:
-            by_part.setdefault(n.partition, []).append((n, st))
+            by_part.setdefault((n.partition, n.generation), []).append((n, st))
     groups = []
     for p in sorted(by_part):
         current: list[FileStatus] = []
@@ -1149,11 +1204,11 @@ def merge_files(
     records = sum(parquet_footer.num_rows(parquet_footer.decode_struct(r)) for r in raws)
     partition = names[0].partition
     first, last = names[0].first, max(n.last for n in names)
-    final = file_name(paths.topic, partition, first, last)
+    final = file_name(paths.topic, partition, first, last, names[0].generation)
     attempt = uuid.uuid4().hex[:12]
     footer_name = f"_compact-{partition}-{first:019d}-{attempt}.footer"
     target = group[0]
-    key = _journal_key(directory, partition)
+    key = _journal_key(directory, f"{partition}g{names[0].generation}")
     journal = {
         "dir": directory,
         "target": target.name,

@@ -361,6 +361,39 @@ def test_records_of_aborted_transactions_are_not_landed(stack, new_topic, webhdf
     check_exactly_once(webhdfs, topic, committed, complete=True)
 
 
+@pytest.mark.timeout(900)
+def test_a_topic_deleted_and_created_again_fails_loudly_then_lands_as_a_new_generation(
+    stack, new_topic, admin, webhdfs
+):
+    from confluent_kafka.admin import NewTopic
+
+    topic = new_topic("recreate", partitions=1)
+    old = produce(stack, topic, [f"old {i}".encode() for i in range(1000)])
+    rc, report, out = land(stack, topic, f"{topic}-0")
+    assert rc == 0 and report["topics"][0]["totals"]["records"] == 1000, out[-3000:]
+    admin.delete_topics([topic], operation_timeout=30)[topic].result()
+    deadline = time.time() + 60
+    while True:  # the deletion completes asynchronously
+        try:
+            admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+            break
+        except Exception:
+            assert time.time() < deadline, "the topic could not be created again"
+            time.sleep(1)
+    new = produce(stack, topic, [f"new {i}".encode() for i in range(1500)])  # past the old end
+    rc, report, out = land(stack, topic, f"{topic}-1")
+    [t] = report["topics"]
+    assert rc == 1 and t["error_type"] == "TopicResetError", out[-3000:]
+    assert "topic ID" in t["error"] and "--on-topic-reset land-new" in t["error"]
+    rc, report, out = land(stack, topic, f"{topic}-2", "--on-topic-reset", "land-new")
+    assert rc == 0 and report["topics"][0]["totals"]["records"] == 1500, out[-3000:]
+    rows = plain_read(webhdfs, f"/data/raw/{topic}")
+    values = Counter(r["value"] for r in rows)
+    expected = {v.decode() for v, _ in old.values()} | {v.decode() for v, _ in new.values()}
+    assert set(values) == expected and set(values.values()) == {1}
+    assert {r["_file"].endswith("+g1.parquet") for r in rows if r["value"].startswith("new")} == {True}
+
+
 # ---- through Airflow ----------------------------------------------------------------------------
 
 

@@ -22,7 +22,6 @@ from streamlab.landing import (
     DataLossError,
     LandingOptions,
     LocalFileSystem,
-    ProtocolError,
     WriteResult,
 )
 
@@ -71,6 +70,10 @@ class FakeKafka:
     def __init__(self, partitions=2):
         self.records = {p: [] for p in range(partitions)}
         self.earliest = dict.fromkeys(self.records, 0)
+        self.id = "topic-id-1"
+
+    def topic_id(self, topic):
+        return self.id
 
     def produce(self, partition, value, ts):
         recs = self.records[partition]
@@ -385,11 +388,83 @@ def test_offsets_deleted_while_read_are_recorded_in_the_commit_and_the_report(se
     check_exactly_once(fs, paths, kafka, complete=True, lost={(0, 0), (0, 1), (0, 2)})
 
 
-def test_offsets_going_backwards_is_an_error():
-    with pytest.raises(ProtocolError, match="re-created"):
+def test_offsets_going_backwards_is_a_topic_reset():
+    with pytest.raises(landing.TopicResetError, match="truncated.*--on-topic-reset land-new"):
         landing.plan_ranges("t", {0: 10}, {0: (0, 3)})
-    with pytest.raises(ProtocolError, match="no longer exist"):
+    with pytest.raises(landing.TopicResetError, match="no longer exist"):
         landing.plan_ranges("t", {0: 1, 1: 1}, {0: (0, 3)})
+    assert landing.plan_ranges("t", {0: 10, 1: 4}, {0: (0, 3), 1: (0, 6)}, land_new=True).start == {
+        0: 3,
+        1: 4,
+    }
+
+
+def landed_values(fs, paths):
+    """(generation, partition, offset, value) of every visible raw row, and the file names."""
+    rows = []
+    for st in landing.walk_files(fs, paths.root):
+        gen = landing.parse_file_name(st.name).generation
+        table = pq.read_table(io.BytesIO(fs.read(st.path)))
+        for r in table.to_pylist():
+            rows.append((gen, r["partition"], r["offset"], r["value"]))
+    return rows
+
+
+def test_a_recreated_topic_fails_loudly_then_lands_as_a_new_generation(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 10, T0)
+    run(fs, paths, kafka)
+    assert landing.latest_commit(fs, paths)["topic_id"] == "topic-id-1"
+    before = landed_values(fs, paths)
+    kafka.records, kafka.id = {0: [], 1: []}, "topic-id-2"  # deleted and created again
+    for i in range(16):  # the new topic grows past the old committed end (5 per partition)
+        kafka.produce(i % 2, f"new {i}".encode(), T0 + i * 60_000)
+    with pytest.raises(landing.TopicResetError, match="topic ID is topic-id-2.*topic-id-1"):
+        run(fs, paths, kafka)
+    assert landed_values(fs, paths) == before and landing.latest_commit(fs, paths)["seq"] == 1
+    report = run(fs, paths, kafka, options=LandingOptions(compact=False, on_topic_reset="land-new"))
+    assert report["status"] == "landed" and any("topic reset" in n for n in report["recovered"])
+    assert {p["partition"]: p["offset_range"] for p in report["partitions"]} == {0: [0, 8], 1: [0, 8]}
+    rows = landed_values(fs, paths)
+    new = sorted(r for r in rows if r[0] == 1)
+    assert sorted(r for r in rows if r[0] == 0) == sorted(before)
+    assert [v for *_k, v in sorted(new, key=lambda r: (r[2], r[1]))] == [f"new {i}" for i in range(16)]
+    commit = landing.latest_commit(fs, paths)
+    assert (commit["topic_id"], commit["generation"]) == ("topic-id-2", 1)
+    kafka.produce(0, b"later", T0)
+    assert run(fs, paths, kafka)["totals"]["records"] == 1  # the new generation goes on as usual
+
+
+def test_a_truncated_partition_fails_loudly_then_goes_on_from_its_new_end(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 10, T0)
+    run(fs, paths, kafka)
+    kafka.records[0] = kafka.records[0][:3]  # unclean leader election: offsets 3-4 are gone
+    kafka.produce(0, b"after the election", T0 + HOUR)
+    with pytest.raises(landing.TopicResetError, match="partition 0 ends at offset 4, below the 5"):
+        run(fs, paths, kafka)
+    report = run(fs, paths, kafka, options=LandingOptions(compact=False, on_topic_reset="land-new"))
+    assert {p["partition"]: p["offset_range"] for p in report["partitions"]} == {0: [4, 4], 1: [5, 5]}
+    kafka.produce(0, b"next", T0 + HOUR)  # offset 4 again: a new record, a new generation's file
+    run(fs, paths, kafka)
+    rows = landed_values(fs, paths)
+    assert (1, 0, 4, "next") in rows and (0, 0, 4, "hello world 8") in rows
+
+
+def test_partitions_added_are_landed_from_offset_zero(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 4, T0)
+    run(fs, paths, kafka)
+    kafka.records[2], kafka.earliest[2] = [], 0
+    kafka.produce(2, b"on the new partition", T0)
+    produce_batch(kafka, 2, T0)
+    report = run(fs, paths, kafka)
+    assert {p["partition"]: p["offset_range"] for p in report["partitions"]} == {
+        0: [2, 3],
+        1: [2, 3],
+        2: [0, 1],
+    }
+    check_exactly_once(fs, paths, kafka, complete=True)
 
 
 def test_records_per_file_follows_the_bytes_seen_last_time():

@@ -108,6 +108,9 @@ class SteppedKafka:
     def __init__(self, kafka, worker):
         self.kafka, self.worker = kafka, worker
 
+    def topic_id(self, topic):
+        return self.kafka.topic_id(topic)
+
     def available(self, topic):
         got = self.kafka.available(topic)  # what Kafka answered; the run may sit on it for long
         self.worker.checkpoint("kafka answered")
