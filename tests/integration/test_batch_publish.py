@@ -66,7 +66,7 @@ def test_two_attempts_of_one_day_at_once_publish_one_complete_result(stack, new_
     webhdfs.delete(final, recursive=True)
     now_ms = int(time.time() * 1000)
     old_leftover = f"{ROOT}/_tmp-dt={name}-{topic[-8:]}old"  # the older versions' name, killed 2 days ago
-    live_other = f"{ROOT}/_tmp-{name}-{topic[-8:]}live"  # another attempt computing right now
+    live_other = f"{ROOT}/_tmp-dt={name}-{topic[-8:]}live"  # another attempt (older name) computing now
     for folder in (old_leftover, live_other):
         webhdfs.write(f"{folder}/part-00000.parquet", data=b"not a result", overwrite=True)
     webhdfs.set_times(f"{old_leftover}/part-00000.parquet", modification_time=now_ms - 2 * 86400_000)
@@ -120,6 +120,7 @@ def test_two_attempts_of_one_day_at_once_publish_one_complete_result(stack, new_
         if line.startswith(SUMMARY_MARKER)
     ]
     assert len(summaries) == 2
+    print("publications:", [s["publication"] for s in summaries], "reader:", seen)
     assert not problems, problems[:5]
     assert seen["listings"] > 0
 
