@@ -273,6 +273,7 @@ class JvmStagingWriter:
             "kafka": {**self.kafka_options, "bootstrap.servers": self.bootstrap},
             "fail_on_data_loss": not self.accept_data_loss,
             "reason": UNDECODABLE,
+            "quarantine_hour": plan["planned_at_ms"] // landing.HOUR_MS,  # for timestamps naming no hour
             "spark_version": spark.version,
         }
         stager = spark._jvm.streamlab.KafkaParquetStager

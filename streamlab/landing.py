@@ -630,6 +630,8 @@ def build_manifest(
                     "bytes": st.length,
                     "min_ts_ms": info.min_ts_ms,
                     "max_ts_ms": info.max_ts_ms,
+                    # the writer tags files of records whose timestamp names no hour
+                    "bad_timestamps": kind == QUARANTINE and "-ts-" in st.name,
                 }
             )
     for p in end:
@@ -702,6 +704,7 @@ def partition_stats(
             "files": len(raw),
             "quarantined": sum(f["records"] for f in bad),
             "quarantine_files": len(bad),
+            "bad_timestamps": sum(f["records"] for f in bad if f.get("bad_timestamps")),
             "max_timestamp_ms": max(ts) if ts else None,
             "gap": [gaps[p]["start"], gaps[p]["end"]] if p in gaps else None,
             "read_gaps": [[g["start"], g["end"]] for g in read_gaps if g["partition"] == p],
@@ -1014,13 +1017,16 @@ def topic_report(
                 "bytes": s["bytes"],
                 "files": s["files"],
                 "quarantined": s["quarantined"],
+                "bad_timestamps": s.get("bad_timestamps", 0),
                 "lag_before": latest_before.get(p, s["end"]) - committed_before,
                 "lag_after": (available_after[p][1] - s["end"]) if p in available_after else None,
                 "gap": s["gap"],
                 "read_gaps": s.get("read_gaps", []),
             }
         )
-    totals = {k: sum(x[k] for x in parts) for k in ("records", "bytes", "files", "quarantined")}
+    totals = {
+        k: sum(x[k] for x in parts) for k in ("records", "bytes", "files", "quarantined", "bad_timestamps")
+    }
     return {
         "topic": topic,
         "status": status,
@@ -1052,6 +1058,11 @@ def format_report(report: Mapping[str, Any]) -> str:
                 f"{p['quarantined']:>12}  {p['lag_before']}/{p['lag_after']}"
                 + (f"  GAP skipped {p['gap']}" if p["gap"] else "")
                 + (f"  deleted while read {p['read_gaps']}" if p.get("read_gaps") else "")
+                + (
+                    f"  ({p['bad_timestamps']} quarantined for their timestamp)"
+                    if p.get("bad_timestamps")
+                    else ""
+                )
             )
         for note in t.get("recovered", []):
             lines.append(f"    recovered: {note}")

@@ -190,7 +190,7 @@ def check_exactly_once(client, topic: str, produced: dict, complete: bool) -> tu
         assert f"/{hour}/" in r["_file"], (hour, r["_file"])
     for r in bad:
         assert r["value"] == produced[(r["partition"], r["offset"])][0] and r["reason"], r
-        assert not _utf8(r["value"])
+        assert r["reason"].startswith("record timestamp") or not _utf8(r["value"])
     end = committed_end(client, topic)
     must = {k for k in produced if k[1] < end.get(k[0], 0)}
     missing = sorted(must - set(seen))
@@ -392,6 +392,29 @@ def test_a_topic_deleted_and_created_again_fails_loudly_then_lands_as_a_new_gene
     expected = {v.decode() for v, _ in old.values()} | {v.decode() for v, _ in new.values()}
     assert set(values) == expected and set(values.values()) == {1}
     assert {r["_file"].endswith("+g1.parquet") for r in rows if r["value"].startswith("new")} == {True}
+
+
+@pytest.mark.timeout(900)
+def test_timestamps_that_name_no_hour_are_quarantined_and_counted(stack, new_topic, webhdfs):
+    # Kafka 4 refuses timestamps more than an hour ahead unless the topic allows them
+    topic = new_topic("ts", partitions=1, config={"message.timestamp.after.max.ms": str(2**63 - 1)})
+    now = int(time.time() * 1000)
+    micros_as_millis = now * 1000  # year ~58900
+    last_ms = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: still an hour folder
+    produced = produce(stack, topic, [b"a", b"b", b"c", b"d"], [now, micros_as_millis, now, last_ms])
+    rc, report, out = land(stack, topic, f"{topic}-0")
+    assert rc == 0, out[-3000:]
+    [t] = report["topics"]
+    assert (t["totals"]["records"], t["totals"]["quarantined"], t["totals"]["bad_timestamps"]) == (3, 1, 1)
+    assert "1 quarantined for their timestamp" in out
+    raw, bad = check_exactly_once(webhdfs, topic, produced, complete=True)
+    [q] = bad
+    assert q["value"] == b"b" and q["reason"].startswith(
+        f"record timestamp {micros_as_millis} ms names no hour"
+    )
+    plan_hour = datetime.fromtimestamp(report["topics"][0]["planned_at_ms"] / 1000, timezone.utc)
+    assert plan_hour.strftime("/dt=%Y-%m-%d/hr=%H/") in q["_file"]
+    assert any("/dt=9999-12-31/hr=23/" in r["_file"] for r in raw)
 
 
 # ---- through Airflow ----------------------------------------------------------------------------

@@ -179,6 +179,51 @@ def test_files_are_split_by_hour_and_size_and_have_sparks_schema(spark, tmp_path
         assert b"org.apache.spark.sql.parquet.row.metadata" in meta
 
 
+def test_timestamps_that_name_no_hour_go_to_quarantine_with_the_reason(spark, tmp_path):
+    jvm = spark._jvm
+    staging = tmp_path / "staging"
+    conf = spark._jsc.hadoopConfiguration()
+    fs = jvm.org.apache.hadoop.fs.Path(staging.as_uri()).getFileSystem(conf)
+    files = getattr(jvm.streamlab, "KafkaParquetStager$Files")(
+        fs, conf, jvm.org.apache.hadoop.fs.Path(staging.as_uri()), "t", 0, 0, 100, UNDECODABLE, spark.version
+    )
+    run_hour = T0 // HOUR_MS + 5
+    files.setQuarantineHour(run_hour)
+    last_ms = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+    cases = [  # (timestamp ms, value, where it goes: 0 raw, 1 undecodable, 2 timestamp)
+        (-1, b"no timestamp", 2),
+        (0, b"the epoch", 0),
+        (1_735_689_600_000_000, b"microseconds as milliseconds: year 56971", 2),
+        (last_ms, b"the last millisecond of year 9999", 0),
+        (last_ms + 1, b"one more", 2),
+        (T0, b"\xff undecodable, usable time", 1),
+        (-5, b"\xff undecodable and no time", 2),
+    ]
+    routed = [files.route(_record(jvm, 0, i, ts, None, v), True) for i, (ts, v, _) in enumerate(cases)]
+    assert routed == [where for *_x, where in cases]
+    files.closeAll()
+    found = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*.parquet"))
+    assert (
+        "raw/h=0/part-0-0-00001.parquet" in found
+        and f"raw/h={last_ms // HOUR_MS}/part-0-0-00002.parquet" in found
+    )
+    [bad_time] = [f for f in found if "-ts-" in f]
+    assert bad_time.startswith(f"quarantine/h={run_hour}/")
+    rows = pq.read_table(staging / bad_time).to_pylist()
+    assert [r["offset"] for r in rows] == [0, 2, 4, 6]
+    for r in rows:
+        ts = cases[r["offset"]][0]
+        assert r["timestamp"] is None and r["value"] == cases[r["offset"]][1]
+        assert r["reason"].startswith(f"record timestamp {ts} ms names no hour")
+    assert landing_hour_dir(last_ms // HOUR_MS) == "dt=9999-12-31/hr=23"
+
+
+def landing_hour_dir(hours: int) -> str:
+    from streamlab import landing
+
+    return landing.destination_hour_dir(f"h={hours}")
+
+
 def test_a_file_past_the_row_group_size_is_cut_into_row_groups_and_keeps_every_record(spark, tmp_path):
     """The writer drives parquet-mr's column writers itself: row groups are its own bookkeeping."""
     jvm = spark._jvm

@@ -74,6 +74,16 @@ public final class KafkaParquetStager {
   static final String RAW = "raw";
   static final String QUARANTINE = "quarantine";
   static final long HOUR_MS = 3_600_000L;
+  /** The last millisecond a dt=YYYY-MM-DD/hr=HH folder can name: the end of year 9999. */
+  static final long MAX_TIMESTAMP_MS = 253_402_300_799_999L;
+
+  /**
+   * A record timestamp that names an hour folder. Negative ones (-1: "no timestamp") and those
+   * past year 9999 (typically microseconds sent as milliseconds) go to quarantine instead.
+   */
+  static boolean usableTimestamp(long ts) {
+    return ts >= 0 && ts <= MAX_TIMESTAMP_MS;
+  }
 
   private KafkaParquetStager() {}
 
@@ -133,6 +143,9 @@ public final class KafkaParquetStager {
     FileSystem fs = staging.getFileSystem(conf);
     Files files = new Files(fs, conf, staging, topic, partition, from, task.get("records_per_file").asLong(),
         task.path("reason").asText("undecodable"), task.path("spark_version").asText(""));
+    if (task.has("quarantine_hour")) {
+      files.setQuarantineHour(task.get("quarantine_hour").asLong());
+    }
 
     Properties props = new Properties();
     task.get("kafka").properties().forEach(e -> props.setProperty(e.getKey(), e.getValue().asText()));
@@ -176,11 +189,7 @@ public final class KafkaParquetStager {
           if (offset < next) {
             continue;
           }
-          byte[] value = r.value();
-          if (!text || value == null || Utf8.isValid(value)) {
-            files.write(false, r);
-          } else {
-            files.write(true, r);
+          if (files.route(r, text) != Files.RAW_FILE) {
             quarantined++;
           }
           records++;
@@ -223,6 +232,11 @@ public final class KafkaParquetStager {
     private final String sparkVersion;
     private final Map<Long, Open> raw = new HashMap<>();
     private final Map<Long, Open> bad = new HashMap<>();
+    private final Map<Long, Open> badTime = new HashMap<>();
+    static final int RAW_FILE = 0;
+    static final int UNDECODABLE = 1;
+    static final int BAD_TIMESTAMP = 2;
+    private long quarantineHour = Math.floorDiv(System.currentTimeMillis(), HOUR_MS);
     private int created;
     private int closed;
     private Open lastRaw;
@@ -239,6 +253,43 @@ public final class KafkaParquetStager {
       this.recordsPerFile = Math.max(1, recordsPerFile);
       this.reason = reason;
       this.sparkVersion = sparkVersion;
+    }
+
+    /** The hour folder of records whose timestamp names none: the run's (the plan's) hour. */
+    public void setQuarantineHour(long hour) {
+      this.quarantineHour = hour;
+    }
+
+    /** Writes one record where it belongs; returns RAW_FILE, UNDECODABLE or BAD_TIMESTAMP. */
+    public int route(ConsumerRecord<byte[], byte[]> r, boolean text) throws IOException {
+      if (!usableTimestamp(r.timestamp())) {
+        writeBadTimestamp(r);
+        return BAD_TIMESTAMP;
+      }
+      byte[] value = r.value();
+      if (!text || value == null || Utf8.isValid(value)) {
+        write(false, r);
+        return RAW_FILE;
+      }
+      write(true, r);
+      return UNDECODABLE;
+    }
+
+    private void writeBadTimestamp(ConsumerRecord<byte[], byte[]> r) throws IOException {
+      Open f = badTime.get(quarantineHour);
+      if (f == null) {
+        f = open(true, quarantineHour, "-ts");
+        badTime.put(quarantineHour, f);
+      }
+      // The value stays in the reason: no Parquet reader turns year 56971 into a timestamp.
+      String why = String.format("record timestamp %d ms names no hour (negative: no timestamp; past year "
+          + "9999: microseconds sent as milliseconds?)", r.timestamp());
+      f.writer.write(r, Binary.fromString(why), true);
+      if (++f.records >= recordsPerFile) {
+        f.close();
+        closed++;
+        badTime.remove(quarantineHour);
+      }
     }
 
     public void write(boolean quarantine, ConsumerRecord<byte[], byte[]> r) throws IOException {
@@ -270,8 +321,12 @@ public final class KafkaParquetStager {
     }
 
     private Open open(boolean quarantine, long hour) throws IOException {
+      return open(quarantine, hour, "");
+    }
+
+    private Open open(boolean quarantine, long hour, String tag) throws IOException {
       Path dir = new Path(new Path(staging, quarantine ? QUARANTINE : RAW), "h=" + hour);
-      String name = String.format("part-%d-%d-%05d.parquet", partition, from, created++);
+      String name = String.format("part-%d-%d%s-%05d.parquet", partition, from, tag, created++);
       Path tmp = new Path(dir, "." + name + ".inprogress");
       Path done = new Path(dir, name);
       RecordFileWriter writer = new RecordFileWriter(HadoopOutputFile.fromPath(tmp, conf), conf, topic,
@@ -280,7 +335,7 @@ public final class KafkaParquetStager {
     }
 
     public int closeAll() throws IOException {
-      for (Map<Long, Open> open : List.of(raw, bad)) {
+      for (Map<Long, Open> open : List.of(raw, bad, badTime)) {
         for (Open f : open.values()) {
           f.close();
           closed++;
@@ -292,7 +347,7 @@ public final class KafkaParquetStager {
     }
 
     void abort() {
-      for (Map<Long, Open> open : List.of(raw, bad)) {
+      for (Map<Long, Open> open : List.of(raw, bad, badTime)) {
         for (Open f : open.values()) {
           try {
             f.writer.abort();
@@ -439,11 +494,20 @@ public final class KafkaParquetStager {
 
     /** One record. Optional columns: definition level 1 for a value, 0 for null; no repetition. */
     public void write(ConsumerRecord<byte[], byte[]> r) throws IOException {
+      write(r, reason, false);
+    }
+
+    /** One record with its own reason (quarantine files), and a null timestamp if asked. */
+    public void write(ConsumerRecord<byte[], byte[]> r, Binary why, boolean nullTimestamp) throws IOException {
       ColumnWriter[] w = writers;
       w[0].write(topic, 0, 1);
       w[1].write(r.partition(), 0, 1);
       w[2].write(r.offset(), 0, 1);
-      w[3].write(r.timestamp() * 1000L, 0, 1);
+      if (nullTimestamp) {
+        w[3].writeNull(0, 0);
+      } else {
+        w[3].write(r.timestamp() * 1000L, 0, 1);
+      }
       w[4].write(r.timestampType().id, 0, 1);
       byte[] key = r.key();
       if (key == null) {
@@ -458,7 +522,7 @@ public final class KafkaParquetStager {
         w[6].write(Binary.fromConstantByteArray(value), 0, 1);
       }
       if (reason != null) {
-        w[7].write(reason, 0, 0); // required: no definition level to record
+        w[7].write(why, 0, 0); // required: no definition level to record
       }
       columns.endRecord();
       if (++rowsInGroup % SIZE_CHECK_EVERY == 0 && columns.getBufferedSize() >= rowGroupBytes) {
