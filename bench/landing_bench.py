@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamlab import deps, lake  # noqa: E402
+from streamlab import landing as landing_protocol  # noqa: E402
 from streamlab.config import StackConfig  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "kafka_to_hdfs_landing.py"
@@ -241,6 +242,11 @@ def main() -> int:
     finally:
         if not args.keep:
             admin.delete_topics([big, tiny], operation_timeout=60)
+            import hdfs
+
+            client = hdfs.InsecureClient(cfg.webhdfs_url, user="streamlab")
+            for folder in (root, lake.TopicPaths(tiny).root):  # each commit leaves a snapshot
+                landing_protocol.release_snapshots(client, folder)
             doomed = [
                 root,
                 lake.TopicPaths(tiny).root,

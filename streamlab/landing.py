@@ -1328,6 +1328,24 @@ def take_snapshot(fs: FileSystem, paths: TopicPaths, seq: int, keep: int) -> dic
         return {"name": name, "error": f"{type(e).__name__}: {str(e)[:500]}"}
 
 
+def release_snapshots(client: Any, root: str) -> list[str]:
+    """Delete the snapshots of every snapshottable folder at or under `root` (an `hdfs` WebHDFS
+    client) and make them ordinary again: HDFS refuses to delete a folder that holds snapshots.
+    Landed data folders (`dt=`) are not descended into. Returns the folders released."""
+    released = []
+    if client.status(root, strict=False) is None:
+        return released
+    if client.status(posixpath.join(root, ".snapshot"), strict=False) is not None:
+        for name in client.list(posixpath.join(root, ".snapshot")):
+            client.delete_snapshot(root, name)
+        client.disallow_snapshot(root)
+        released.append(root)
+    for name, st in client.list(root, status=True):
+        if st["type"] == "DIRECTORY" and not name.startswith(("dt=", "_", ".")):
+            released += release_snapshots(client, posixpath.join(root, name))
+    return released
+
+
 def latest_snapshot(fs: FileSystem, paths: TopicPaths) -> str | None:
     """Path of the newest landing snapshot of a topic (read under it for a consistent view)."""
     names = [

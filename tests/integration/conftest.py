@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from streamlab import landing
+
 
 @pytest.fixture(scope="module")
 def admin(stack):
@@ -45,10 +47,7 @@ def new_topic(admin, webhdfs):
     )
     for name in made:
         root = f"/data/raw/{name}"
-        if webhdfs.status(f"{root}/.snapshot", strict=False):  # landing snapshots pin the folder
-            for snap in webhdfs.list(f"{root}/.snapshot"):
-                webhdfs.delete_snapshot(root, snap)
-            webhdfs.disallow_snapshot(root)
+        landing.release_snapshots(webhdfs, root)  # HDFS keeps a folder that holds snapshots
         webhdfs.delete(root, recursive=True)
         webhdfs.delete(f"/data/quarantine/{name}", recursive=True)
         for report in reports:
