@@ -170,7 +170,12 @@ class Hdfs:
 
     def replace(self, src: str, dst: str) -> None:
         """Atomic rename over an existing file (HDFS rename with OVERWRITE)."""
-        self._rename(src, dst, "OVERWRITE")
+        try:
+            self._rename(src, dst, "OVERWRITE")
+        except Py4JJavaError as e:
+            if self._is(e, "FileNotFoundException", "ParentNotDirectoryException"):
+                raise FileNotFoundError(src) from None
+            raise
 
     def delete(self, p: str, recursive: bool = True) -> bool:
         return bool(self.fs.delete(self.path(p), recursive))

@@ -1,16 +1,17 @@
 """Publishing one day's result folder (`<root>/dt=<day>/`) when attempts of that day overlap.
 
 The batch word count writes its result (one data file and a `_SUCCESS` summary naming the
-attempt) into its own hidden folder `<root>/_tmp-<day>-<attempt>`, then publishes it here. Two
-attempts of one day (an Airflow retry beside a zombie, a backfill beside a scheduled run) are
-serialized by a per-day lock file, created exclusively (`<root>/_lock-<day>`, holding the attempt
-id); the holder checks that the lock still names it before every change it makes, so an attempt
-whose lock was broken (held longer than `LOCK_TTL_MS`, taken as dead) stops instead of writing.
+attempt) into `<root>/_tmp-<day>-<attempt>/result/`, then publishes it here, holding the day's
+lock (`<root>/_lock-<day>`, created exclusively). Every change is a rename out of or into the
+attempt's own folder, so deleting that folder fences the attempt, whatever it is doing: a lock
+older than `LOCK_TTL_MS` is moved aside (not deleted: the file names its holder), and the next
+holder deletes the folders of the attempts named by moved-aside locks before its first change
+(docs/landing.md, "Daily reprocessing and backfill").
 
 Under the lock:
-- no `dt=<day>` yet: one rename of the whole folder, which fails instead of moving the folder
-  inside a `dt=<day>` created meanwhile (HDFS `Options.Rename.NONE`);
-- a folder this job wrote (one visible data file): `_SUCCESS` is removed, the data file is
+- no `dt=<day>` yet: one rename of `result/`, which fails instead of moving it inside a
+  `dt=<day>` created meanwhile (HDFS `Options.Rename.NONE`);
+- a folder this job wrote (one visible data file): `_SUCCESS` is moved out, the data file is
   replaced by one atomic rename-with-overwrite, then the new `_SUCCESS` is moved in. A reader sees
   the old data or the new data, and `_SUCCESS`, when present, always describes the file next to it;
 - another layout: the folders are swapped (readers may briefly find no `dt=<day>`).
@@ -19,8 +20,9 @@ because of the `=`) are removed. Temporary names carry no `=`. Leftovers of kill
 (`_tmp-`, `_old-`, `_stale-` names) are removed by age only (`LEFTOVER_AGE_MS`, HDFS
 modification time), never another attempt's live folder.
 
-`publication()` is a generator that yields a step name before each change, so tests interleave
-attempts step by step; `publish()` runs it, sleeping while the lock is held by another attempt.
+`publication()` is a generator that yields a step name before each change (after checking it
+still holds the lock), so tests interleave attempts step by step and freeze one between its check
+and its change; `publish()` runs it, sleeping while the lock is held by another attempt.
 """
 
 from __future__ import annotations
@@ -67,12 +69,22 @@ class DayFileSystem(Protocol):
     def delete(self, path: str, recursive: bool = True) -> bool: ...
 
 
-def tmp_folder(root: str, day: str, attempt: str) -> str:
+def attempt_folder(root: str, day: str, attempt: str) -> str:
+    """The attempt's own hidden folder: its result, and what it sets aside. Deleting it fences the
+    attempt: every change a publication makes renames something out of it or into it."""
     return posixpath.join(root, f"_tmp-{day}-{attempt}")
+
+
+def tmp_folder(root: str, day: str, attempt: str) -> str:
+    """Where the job writes its result (a data file and `_SUCCESS`) before publishing it."""
+    return posixpath.join(attempt_folder(root, day, attempt), "result")
 
 
 def lock_file(root: str, day: str) -> str:
     return posixpath.join(root, f"_lock-{day}")
+
+
+STALE_LOCK = "_stale-lock-"
 
 
 def visible(name: str) -> bool:
@@ -99,24 +111,43 @@ def publication(
 ) -> Iterator[str]:
     """Publish `tmp_folder(root, day, attempt)` as `root/dt=<day>`; yields before each change.
 
-    Returns (StopIteration.value) "created", "replaced" or "swapped"; raises Fenced when the lock
-    was taken from this attempt.
+    Returns (StopIteration.value) "created", "replaced" or "swapped"; raises Fenced when another
+    attempt took the day over from this one.
+
+    Fencing does not rely on time: a lock older than `lock_ttl_ms` is only *moved aside* (to a
+    `_stale-lock-` file that keeps the holder's id); the next holder, before its first change,
+    deletes the folder of every attempt named by such a file. Each change of a publication is a
+    rename out of or into the attempt's own folder, so a fenced attempt, even one frozen between
+    its check and its change, fails to make it (HDFS checks the source and the destination's
+    parent atomically).
     """
     final = posixpath.join(root, f"dt={day}")
-    tmp = tmp_folder(root, day, attempt)
+    own = attempt_folder(root, day, attempt)
+    result = tmp_folder(root, day, attempt)
     lock = lock_file(root, day)
     token = attempt.encode()
 
-    def owned() -> None:
+    def fenced() -> Fenced:
+        return Fenced(f"attempt {attempt} was fenced off {day} by another attempt: nothing more published")
+
+    def owned() -> None:  # early exit; the folder is what makes it safe
         try:
             holder = fs.read(lock)
         except FileNotFoundError:
             holder = None
-        if holder != token:
-            raise Fenced(f"attempt {attempt} lost the lock of {day} (now {holder!r}): nothing more published")
+        if holder != token or fs.status(own) is None:
+            raise fenced()
+
+    def checked(done: bool) -> None:
+        if not done:
+            if fs.status(own) is None:
+                raise fenced()
+            raise RuntimeError(f"publishing {day}: a rename failed with {own} in place")
 
     while True:  # take the day's lock
         yield "lock"
+        if fs.status(own) is None:
+            raise fenced()
         try:
             fs.create(lock, token)
             break
@@ -124,58 +155,76 @@ def publication(
             pass
         st = fs.status(lock)
         if st is not None and now_ms() - st.mtime_ms > lock_ttl_ms:
-            yield "break-lock"
-            stale = posixpath.join(root, f"_stale-lock-{day}-{attempt}")
-            if fs.rename(lock, stale):
-                fs.delete(stale)
+            yield "break-lock"  # the holder is fenced below, before anything changes
+            fs.rename(lock, posixpath.join(root, f"{STALE_LOCK}{day}-{attempt}"))
             continue
         yield WAIT
 
-    yield "publish"
+    for e in fs.list(root):  # fence every attempt whose lock was moved aside
+        if e.name.startswith(f"{STALE_LOCK}{day}-"):
+            stale = posixpath.join(root, e.name)
+            yield "fence"
+            try:
+                holder = fs.read(stale).decode()
+            except FileNotFoundError:
+                continue
+            if holder != attempt:
+                fs.delete(attempt_folder(root, day, holder), recursive=True)
+            fs.delete(stale)
+
     owned()
-    if fs.rename(tmp, final):  # fails (no nesting) when dt=<day> exists
-        result = "created"
+    yield "publish"
+    if fs.rename(result, final):  # fails (no nesting) when dt=<day> exists
+        outcome = "created"
     else:
+        if fs.status(own) is None:
+            raise fenced()
         if fs.status(final) is None:
-            raise RuntimeError(f"cannot publish {tmp}: rename to {final} failed")
+            raise RuntimeError(f"cannot publish {result}: rename to {final} failed")
         entries = fs.list(final)
         for e in entries:  # hidden folders nested by older versions: Spark reads `_x=y` folders
             if e.is_dir and e.name.startswith(("_tmp-", "_old-")):
-                yield "repair"
                 owned()
+                yield "repair"
                 fs.delete(posixpath.join(final, e.name), recursive=True)
         if [e.name for e in entries if visible(e.name)] in ([DATA_FILE], []):
+            owned()
             yield "drop-summary"
+            if not fs.rename(posixpath.join(final, SUMMARY_FILE), posixpath.join(own, "old-summary")):
+                checked(fs.status(posixpath.join(final, SUMMARY_FILE)) is None)  # none to drop
             owned()
-            fs.delete(posixpath.join(final, SUMMARY_FILE))
             yield "replace-data"
+            try:
+                fs.replace(posixpath.join(result, DATA_FILE), posixpath.join(final, DATA_FILE))
+            except OSError:
+                checked(False)
             owned()
-            fs.replace(posixpath.join(tmp, DATA_FILE), posixpath.join(final, DATA_FILE))
             yield "move-summary"
-            owned()
-            fs.replace(posixpath.join(tmp, SUMMARY_FILE), posixpath.join(final, SUMMARY_FILE))
-            result = "replaced"
+            try:
+                fs.replace(posixpath.join(result, SUMMARY_FILE), posixpath.join(final, SUMMARY_FILE))
+            except OSError:
+                checked(False)
+            outcome = "replaced"
         else:  # not a layout this job wrote: swap the folders
-            old = posixpath.join(root, f"_old-{day}-{attempt}")
+            owned()
             yield "set-aside"
+            checked(fs.rename(final, posixpath.join(own, "old")))
             owned()
-            if not fs.rename(final, old):
-                raise RuntimeError(f"cannot move {final} aside")
             yield "swap-in"
-            owned()
-            if not fs.rename(tmp, final):
-                raise RuntimeError(f"cannot rename {tmp} to {final}")
-            fs.delete(old, recursive=True)
-            result = "swapped"
+            checked(fs.rename(result, final))
+            outcome = "swapped"
 
     yield "release"
-    fs.delete(tmp, recursive=True)
-    try:
-        if fs.read(lock) == token:
-            fs.delete(lock)
-    except FileNotFoundError:
-        pass
-    return result
+    if not fs.delete(own, recursive=True):
+        return outcome  # fenced after its last change: the lock is another attempt's by now
+    aside = posixpath.join(root, f"{STALE_LOCK}{day}-{attempt}-released")
+    if fs.rename(lock, aside):  # never delete a lock by name: it may be another attempt's by now
+        try:
+            if fs.read(aside) == token:
+                fs.delete(aside)  # ours; another's stays, to be fenced by the next holder
+        except FileNotFoundError:
+            pass
+    return outcome
 
 
 def publish(
@@ -219,6 +268,7 @@ class LocalDayFileSystem:
             return f.read()
 
     def create(self, path: str, data: bytes) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # as HDFS's create
         with open(path, "xb") as f:
             f.write(data)
 

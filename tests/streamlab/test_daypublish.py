@@ -291,7 +291,8 @@ def test_a_kill_at_any_step_leaves_a_state_the_next_attempt_repairs(before):
 
 @pytest.mark.parametrize("pause_at", range(1, 5))
 def test_a_zombie_whose_lock_was_broken_changes_nothing(pause_at):
-    """A pauses holding the lock past its TTL; B breaks it and publishes; A resumes and stops."""
+    """A pauses holding the lock past its TTL, right after checking that it holds it (before the
+    change it checked for); B breaks the lock and publishes; A resumes and changes nothing."""
     clock = Clock()
     fs = MemoryFs(clock)
     published_before(fs)
@@ -347,7 +348,6 @@ def test_local_file_system_has_the_same_semantics(tmp_path):
     (tmp_path / "wordcount").mkdir()
     for a in ("A", "B"):
         tmp = dp.tmp_folder(root, DAY, a)
-        (tmp_path / "wordcount" / posixpath.basename(tmp)).mkdir()
         fs.create(f"{tmp}/{DATA_FILE}", a.encode())
         fs.create(f"{tmp}/{SUMMARY_FILE}", json.dumps({"attempt": a}).encode())
     with pytest.raises(FileExistsError):
