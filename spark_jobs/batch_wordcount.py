@@ -1,7 +1,8 @@
 """Word count of one day of landed Kafka values, published atomically, checked before publishing.
 
-Reads every Parquet file under /data/raw/<topic>/dt=<date>/ (the landing's folders; names
-starting with `_` or `.` skipped as by any reader), counts words with the shared tokenization
+Reads every Parquet file under /data/raw/<topic>/dt=<date>/ (the landing's folders, in the HDFS
+snapshot of the topic's last commit when there is one; names starting with `_` or `.` skipped as
+by any reader), counts words with the shared tokenization
 (`streamlab.textproc.word_counts`: lower-case, runs of Unicode letters and digits) and writes
 /data/curated/wordcount/dt=<date>/part-00000.parquet (word string, count long) + `_SUCCESS`
 (a JSON summary: records, tokens, distinct words, inputs).
@@ -44,7 +45,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from streamlab import daypublish, lake
+from streamlab import daypublish, lake, landing
 from streamlab.textproc import tokens, word_counts
 
 log = logging.getLogger("batch_wordcount")
@@ -57,6 +58,21 @@ SUMMARY_MARKER = "WORDCOUNT_SUMMARY_JSON "
 
 
 EMPTY_RESULT = StructType([StructField("word", StringType()), StructField("count", LongType())])
+
+
+def consistent_day(hdfs: Hdfs, topic: str, day: str, raw_root: str) -> str:
+    """The day's folder in the landing snapshot of the topic's last commit, when there is one: a
+    frozen view, which a compaction running meanwhile cannot change under Spark's tasks (the live
+    folder otherwise, e.g. on file:// or between a commit and its snapshot)."""
+    paths = lake.TopicPaths(topic, raw_root)
+    commits = sorted(n for n in hdfs.names(paths.log_dir) if n.endswith(".commit.json"))
+    if commits:
+        snapshot = posixpath.join(
+            paths.root, ".snapshot", landing.snapshot_name(int(commits[-1].split(".")[0]))
+        )
+        if hdfs.exists(snapshot):
+            return posixpath.join(snapshot, lake.day_dir(day))
+    return lake.raw_day(topic, day, raw_root)
 
 
 def landed_values(spark: SparkSession, folders: Sequence[str]) -> DataFrame:
@@ -227,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if removed:
         log.info("removed leftovers older than a day: %s", removed)
     final = lake.wordcount_day(args.date, args.out_root)
-    folders = [f for f in (lake.raw_day(t, args.date, args.raw_root) for t in args.topic) if hdfs.exists(f)]
+    folders = [
+        f for f in (consistent_day(hdfs, t, args.date, args.raw_root) for t in args.topic) if hdfs.exists(f)
+    ]
     attempt = uuid.uuid4().hex[:12]
     tmp = daypublish.tmp_folder(args.out_root, args.date, attempt)
     if folders:
