@@ -1289,6 +1289,10 @@ def compact_topic(
             if st.name.startswith("_compact-"):  # token only ever revokes its attempt)
                 fs.delete(st.path)
         for group in plan_compaction(listing, opts.small_file_bytes, opts.compact_target_bytes):
+            if "snapshots_released" not in report:
+                # HDFS refuses to concat a file that is in a snapshot: the landing's snapshots go
+                # first (the run takes a new one after its compaction).
+                report["snapshots_released"] = release_landing_snapshots(fs, paths)
             done = merge_files(fs, paths, directory, group)
             if done:
                 report["merged_groups"] += 1
@@ -1344,6 +1348,24 @@ def release_snapshots(client: Any, root: str) -> list[str]:
         if st["type"] == "DIRECTORY" and not name.startswith(("dt=", "_", ".")):
             released += release_snapshots(client, posixpath.join(root, name))
     return released
+
+
+def release_landing_snapshots(fs: FileSystem, paths: TopicPaths) -> int:
+    """Delete the topic folder's landing snapshots (before a compaction); how many there were."""
+    if not getattr(fs, "can_snapshot", False):
+        return 0
+    names = [
+        st.name
+        for st in fs.list(posixpath.join(paths.root, ".snapshot"))
+        if st.name.startswith(SNAPSHOT_PREFIX)
+    ]
+    for name in names:
+        try:
+            fs.delete_snapshot(paths.root, name)
+        except Exception:  # deleted by a concurrent run meanwhile
+            if fs.status(posixpath.join(paths.root, ".snapshot", name)) is not None:
+                raise
+    return len(names)
 
 
 def latest_snapshot(fs: FileSystem, paths: TopicPaths) -> str | None:

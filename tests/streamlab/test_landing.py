@@ -553,6 +553,61 @@ def test_compaction_merges_small_files_of_a_closed_hour(setup):
     assert merged.column("value").to_pylist()[0] == "hello world 0"
 
 
+class SnapshotFS(LocalFileSystem):
+    """A local folder with HDFS snapshots, and the NameNode's rule that matters here: a file that
+    is in a snapshot cannot be a concat source ("Concat: the source file ... is in snapshot")."""
+
+    can_snapshot = True
+
+    def __init__(self):
+        self.snaps: dict[str, dict[str, set[str]]] = {}
+
+    def allow_snapshot(self, path):
+        self.snaps.setdefault(path, {})
+
+    def create_snapshot(self, path, name):
+        if name in self.snaps[path]:
+            raise OSError(f"snapshot {name} exists")
+        self.snaps[path][name] = {st.path for st in landing.walk_files(self, path, include_hidden=True)}
+
+    def delete_snapshot(self, path, name):
+        del self.snaps[path][name]
+
+    def list(self, path):
+        if path.endswith("/.snapshot"):
+            names = sorted(self.snaps.get(path[: -len("/.snapshot")], {}))
+            return [landing.FileStatus(f"{path}/{n}", n, True) for n in names]
+        return super().list(path)
+
+    def concat(self, target, sources):
+        for snaps in self.snaps.values():
+            for files in snaps.values():
+                if caught := [src for src in sources if src in files]:
+                    raise OSError(f"Concat: the source file {caught[0]} is in snapshot")
+        super().concat(target, sources)
+
+
+def test_each_commit_leaves_a_snapshot_and_compaction_is_not_blocked_by_them(tmp_path):
+    fs = SnapshotFS()
+    paths = TopicPaths(TOPIC, str(tmp_path / "raw"), str(tmp_path / "q"))
+    kafka = FakeKafka()
+    for i in range(3):  # an hour still open: its small files are in every snapshot taken since
+        produce_batch(kafka, 4, T0 + i * 60_000)
+        report = run(fs, paths, kafka, split=1, options=LandingOptions(compact=False, keep_snapshots=2))
+        assert report["snapshot"]["name"] == f"landed-{i + 1:012d}"
+    assert sorted(fs.snaps[paths.root]) == ["landed-000000000002", "landed-000000000003"]
+    assert landing.latest_snapshot(fs, paths).endswith("/.snapshot/landed-000000000003")
+    opts = LandingOptions(small_file_bytes=10**6, compact_target_bytes=10**7, close_after_ms=0,
+                          compact_lookback_hours=10**6)  # fmt: skip
+    report = landing.land_topic(fs, paths, kafka, FakeWriter(fs, kafka), opts, run_id="closes the hour")
+    assert report["compaction"]["merged_groups"] == 2 and report["compaction"]["snapshots_released"] == 2
+    assert sorted(fs.snaps[paths.root]) == ["landed-000000000004"]  # taken after the compaction
+    assert fs.snaps[paths.root]["landed-000000000004"] >= {
+        st.path for st in landing.walk_files(fs, paths.root)
+    }
+    check_exactly_once(fs, paths, kafka, complete=True)
+
+
 def test_compaction_crash_before_every_change(tmp_path):
     probe_fs = LocalFileSystem()
     probe = TopicPaths(TOPIC, str(tmp_path / "p" / "raw"), str(tmp_path / "p" / "q"))
