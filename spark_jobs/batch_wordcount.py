@@ -243,19 +243,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if removed:
         log.info("removed leftovers older than a day: %s", removed)
     final = lake.wordcount_day(args.date, args.out_root)
-    folders = [
-        f for f in (consistent_day(hdfs, t, args.date, args.raw_root) for t in args.topic) if hdfs.exists(f)
-    ]
     attempt = uuid.uuid4().hex[:12]
     tmp = daypublish.tmp_folder(args.out_root, args.date, attempt)
-    if folders:
-        observation = Observation("wordcount")
-        count_words(landed_values(spark, folders), observation).coalesce(1).write.parquet(tmp)
-        metrics = observation.get
-        records, tokens_read = int(metrics.get("records") or 0), int(metrics.get("tokens") or 0)
-    else:  # nothing landed that day: an empty result (observed metrics never fire on no input)
-        spark.createDataFrame([], EMPTY_RESULT).coalesce(1).write.parquet(tmp)
-        records = tokens_read = 0
+    for read in range(3):
+        folders = [
+            f
+            for f in (consistent_day(hdfs, t, args.date, args.raw_root) for t in args.topic)
+            if hdfs.exists(f)
+        ]
+        try:
+            if folders:
+                observation = Observation("wordcount")
+                count_words(landed_values(spark, folders), observation).coalesce(1).write.mode(
+                    "overwrite"
+                ).parquet(tmp)
+                metrics = observation.get
+                records, tokens_read = int(metrics.get("records") or 0), int(metrics.get("tokens") or 0)
+            else:  # nothing landed that day: an empty result (observed metrics never fire on no input)
+                spark.createDataFrame([], EMPTY_RESULT).coalesce(1).write.mode("overwrite").parquet(tmp)
+                records = tokens_read = 0
+            break
+        except Exception as e:
+            # A landing compaction deletes the snapshots it would otherwise be refused by: read the
+            # newest one again.
+            if read == 2 or "/.snapshot/" not in " ".join(folders) or "FileNotFound" not in str(e):
+                raise
+            log.warning("a landing snapshot went away while it was read (%s): reading again", str(e)[:300])
     checked = verify(spark, tmp, tokens_read)
     parts = [n for n in hdfs.names(tmp) if n.startswith("part-")]
     if len(parts) != 1:
