@@ -98,7 +98,8 @@ def count_words(values: DataFrame, observation: Observation) -> DataFrame:
 
 
 class Hdfs:
-    """`streamlab.daypublish.DayFileSystem` over Hadoop's FileSystem and FileContext (through the JVM)."""
+    """What `streamlab.daypublish` needs of `streamlab.landing.FileSystem`, over Hadoop's FileSystem
+    and FileContext (through the JVM)."""
 
     def __init__(self, spark: SparkSession, root: str):
         self.jvm = spark._jvm
@@ -114,27 +115,28 @@ class Hdfs:
     def _is(error: Py4JJavaError, *names: str) -> bool:
         return error.java_exception.getClass().getSimpleName() in names
 
-    def _entry(self, st: Any) -> daypublish.Entry:
-        name, is_dir = st.getPath().getName(), bool(st.isDirectory())
-        return daypublish.Entry(
-            name, is_dir, int(st.getModificationTime()), 0 if is_dir else int(st.getLen())
-        )
+    def _entry(self, p: str, st: Any) -> landing.FileStatus:
+        is_dir = bool(st.isDirectory())
+        length = 0 if is_dir else int(st.getLen())
+        return landing.FileStatus(p, st.getPath().getName(), is_dir, length, int(st.getModificationTime()))
 
-    def status(self, p: str) -> daypublish.Entry | None:
+    def status(self, p: str) -> landing.FileStatus | None:
         try:
-            return self._entry(self.fs.getFileStatus(self.path(p)))
+            return self._entry(p, self.fs.getFileStatus(self.path(p)))
         except Py4JJavaError as e:
             if self._is(e, "FileNotFoundException"):
                 return None
             raise
 
-    def list(self, p: str) -> list[daypublish.Entry]:
+    def list(self, p: str) -> list[landing.FileStatus]:
         try:
-            return sorted((self._entry(st) for st in self.fs.listStatus(self.path(p))), key=lambda e: e.name)
+            entries = self.fs.listStatus(self.path(p))
         except Py4JJavaError as e:
             if self._is(e, "FileNotFoundException"):
                 return []
             raise
+        return sorted((self._entry(posixpath.join(p, st.getPath().getName()), st) for st in entries),
+                      key=lambda e: e.name)  # fmt: skip
 
     def exists(self, p: str) -> bool:
         return bool(self.fs.exists(self.path(p)))

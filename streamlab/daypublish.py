@@ -27,13 +27,11 @@ and its change; `publish()` runs it, sleeping while the lock is held by another 
 
 from __future__ import annotations
 
-import os
 import posixpath
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+
+from streamlab.landing import FileSystem
 
 DATA_FILE = "part-00000.parquet"
 SUMMARY_FILE = "_SUCCESS"
@@ -47,26 +45,9 @@ class Fenced(RuntimeError):
     """This attempt no longer holds the day's lock: it must not change the published day."""
 
 
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    is_dir: bool
-    mtime_ms: int
-    length: int = 0
-
-
-class DayFileSystem(Protocol):
-    """What the publication needs. `create` is exclusive (FileExistsError if the path exists);
-    `rename` never replaces and never moves into an existing folder (False instead, also when
-    `src` is missing); `replace` atomically renames a file over an existing one (or none)."""
-
-    def status(self, path: str) -> Entry | None: ...
-    def list(self, path: str) -> list[Entry]: ...  # [] when the folder does not exist
-    def read(self, path: str) -> bytes: ...
-    def create(self, path: str, data: bytes) -> None: ...
-    def rename(self, src: str, dst: str) -> bool: ...
-    def replace(self, src: str, dst: str) -> None: ...
-    def delete(self, path: str, recursive: bool = True) -> bool: ...
+# The file system: `streamlab.landing.FileSystem` (HDFS semantics; `LocalFileSystem` for tests and
+# file:// runs), of which the publication uses status, list, read, create, rename, replace, delete.
+DayFileSystem = FileSystem
 
 
 def attempt_folder(root: str, day: str, attempt: str) -> str:
@@ -246,48 +227,3 @@ def publish(
                 time.sleep(wait_s)
     except StopIteration as done:
         return done.value
-
-
-class LocalDayFileSystem:
-    """A local folder with the HDFS semantics above (unit tests, file:// runs)."""
-
-    def status(self, path: str) -> Entry | None:
-        if not os.path.exists(path):
-            return None
-        is_dir = os.path.isdir(path)
-        length = 0 if is_dir else os.path.getsize(path)
-        return Entry(posixpath.basename(path), is_dir, int(os.path.getmtime(path) * 1000), length)
-
-    def list(self, path: str) -> list[Entry]:
-        if not os.path.isdir(path):
-            return []
-        return [self.status(posixpath.join(path, n)) for n in sorted(os.listdir(path))]
-
-    def read(self, path: str) -> bytes:
-        with open(path, "rb") as f:
-            return f.read()
-
-    def create(self, path: str, data: bytes) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)  # as HDFS's create
-        with open(path, "xb") as f:
-            f.write(data)
-
-    def rename(self, src: str, dst: str) -> bool:
-        if not os.path.exists(src) or os.path.exists(dst) or not os.path.isdir(os.path.dirname(dst)):
-            return False
-        os.rename(src, dst)
-        return True
-
-    def replace(self, src: str, dst: str) -> None:
-        if os.path.isdir(dst):
-            raise IsADirectoryError(dst)
-        os.replace(src, dst)
-
-    def delete(self, path: str, recursive: bool = True) -> bool:
-        if not os.path.lexists(path):
-            return False
-        if os.path.isdir(path):
-            shutil.rmtree(path) if recursive else os.rmdir(path)
-        else:
-            os.remove(path)
-        return True

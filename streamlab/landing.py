@@ -118,15 +118,19 @@ class FileStatus:
     name: str
     is_dir: bool
     length: int = 0
+    mtime_ms: int = 0  # modification time (where the file system gives it)
 
 
 class FileSystem(Protocol):
     """What the protocol needs from a file system. Paths are absolute (`/x/y` or `scheme://...`).
 
-    `create` is exclusive (FileExistsError if the path exists); `rename` never replaces an
-    existing destination and returns False instead (HDFS semantics), and the destination is
-    never an existing directory; `concat` is HDFS's: atomically append the sources (same folder,
-    non-empty) to the target and remove them.
+    `create` is exclusive (FileExistsError if the path exists) and makes the parent folders;
+    `rename` never replaces an existing destination and never moves into an existing folder: it
+    returns False instead, also when the source or the destination's parent is missing (HDFS
+    semantics); `replace` atomically renames a file over an existing one (HDFS rename with
+    OVERWRITE; FileNotFoundError when the source or the destination's parent is missing);
+    `concat` is HDFS's: atomically append the sources (same folder, non-empty) to the target and
+    remove them.
     """
 
     can_concat: bool
@@ -137,6 +141,7 @@ class FileSystem(Protocol):
     def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes: ...
     def create(self, path: str, data: bytes) -> None: ...
     def rename(self, src: str, dst: str) -> bool: ...
+    def replace(self, src: str, dst: str) -> None: ...
     def delete(self, path: str, recursive: bool = False) -> bool: ...
     def concat(self, target: str, sources: Sequence[str]) -> None: ...
 
@@ -161,7 +166,11 @@ class LocalFileSystem:
             return None
         is_dir = os.path.isdir(p)
         return FileStatus(
-            path, posixpath.basename(path.rstrip("/")), is_dir, 0 if is_dir else os.path.getsize(p)
+            path,
+            posixpath.basename(path.rstrip("/")),
+            is_dir,
+            0 if is_dir else os.path.getsize(p),
+            int(os.path.getmtime(p) * 1000),
         )
 
     def list(self, path: str) -> list[FileStatus]:
@@ -172,8 +181,9 @@ class LocalFileSystem:
         for name in sorted(os.listdir(p)):
             full = os.path.join(p, name)
             is_dir = os.path.isdir(full)
+            size = 0 if is_dir else os.path.getsize(full)
             out.append(
-                FileStatus(posixpath.join(path, name), name, is_dir, 0 if is_dir else os.path.getsize(full))
+                FileStatus(posixpath.join(path, name), name, is_dir, size, int(os.path.getmtime(full) * 1000))
             )
         return out
 
@@ -197,6 +207,12 @@ class LocalFileSystem:
             return False
         os.rename(s, d)
         return True
+
+    def replace(self, src: str, dst: str) -> None:
+        d = self._p(dst)
+        if os.path.isdir(d):
+            raise IsADirectoryError(dst)
+        os.replace(self._p(src), d)
 
     def delete(self, path: str, recursive: bool = False) -> bool:
         p = self._p(path)

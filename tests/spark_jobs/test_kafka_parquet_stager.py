@@ -117,14 +117,28 @@ def _footer(path: Path) -> tuple[bytes, int]:
     return parquet_footer.footer_bytes(lambda o, n: data[o : o + n], len(data)), len(data)
 
 
+def staging_files(spark, staging: Path, partition: int, first: int, records_per_file: int):
+    """The writer's open files of one slice (partition, first offset) under `staging` (file://)."""
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    root = jvm.org.apache.hadoop.fs.Path(staging.as_uri())
+    return getattr(jvm.streamlab, "KafkaParquetStager$Files")(
+        root.getFileSystem(conf),
+        conf,
+        root,
+        "t",
+        partition,
+        first,
+        records_per_file,
+        UNDECODABLE,
+        spark.version,
+    )
+
+
 def test_files_are_split_by_hour_and_size_and_have_sparks_schema(spark, tmp_path):
     jvm = spark._jvm
     staging = tmp_path / "staging"
-    conf = spark._jsc.hadoopConfiguration()
-    fs = jvm.org.apache.hadoop.fs.Path(staging.as_uri()).getFileSystem(conf)
-    files = getattr(jvm.streamlab, "KafkaParquetStager$Files")(
-        fs, conf, jvm.org.apache.hadoop.fs.Path(staging.as_uri()), "t", 3, 100, 2, UNDECODABLE, spark.version
-    )
+    files = staging_files(spark, staging, partition=3, first=100, records_per_file=2)
     records = [  # (offset, timestamp, key, value, quarantined?)
         (100, T0 + 1, b"k", "données".encode(), False),
         (101, T0 + 2, None, b"b", False),
@@ -182,11 +196,7 @@ def test_files_are_split_by_hour_and_size_and_have_sparks_schema(spark, tmp_path
 def test_timestamps_that_name_no_hour_go_to_quarantine_with_the_reason(spark, tmp_path):
     jvm = spark._jvm
     staging = tmp_path / "staging"
-    conf = spark._jsc.hadoopConfiguration()
-    fs = jvm.org.apache.hadoop.fs.Path(staging.as_uri()).getFileSystem(conf)
-    files = getattr(jvm.streamlab, "KafkaParquetStager$Files")(
-        fs, conf, jvm.org.apache.hadoop.fs.Path(staging.as_uri()), "t", 0, 0, 100, UNDECODABLE, spark.version
-    )
+    files = staging_files(spark, staging, partition=0, first=0, records_per_file=100)
     run_hour = T0 // HOUR_MS + 5
     files.setQuarantineHour(run_hour)
     last_ms = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z

@@ -16,6 +16,7 @@ import pytest
 
 from streamlab import daypublish as dp
 from streamlab.daypublish import DATA_FILE, SUMMARY_FILE
+from streamlab.landing import FileStatus, LocalFileSystem
 
 ROOT = "/data/curated/wordcount"
 DAY = "2025-01-01"
@@ -47,20 +48,21 @@ class MemoryFs:
     def _under(self, path: str) -> list[str]:
         return [p for p in [*self.files, *self.dirs] if p == path or p.startswith(path + "/")]
 
-    def status(self, path: str) -> dp.Entry | None:
+    def status(self, path: str) -> FileStatus | None:
+        name = posixpath.basename(path)
         if path in self.files:
-            return dp.Entry(posixpath.basename(path), False, self.mtime[path], len(self.files[path]))
+            return FileStatus(path, name, False, len(self.files[path]), self.mtime[path])
         if path in self.dirs:
-            return dp.Entry(posixpath.basename(path), True, self.mtime[path])
+            return FileStatus(path, name, True, 0, self.mtime[path])
         return None
 
-    def list(self, path: str) -> list[dp.Entry]:
+    def list(self, path: str) -> list[FileStatus]:
         if path not in self.dirs:
             return []
         children = [p for p in [*self.files, *self.dirs] if posixpath.dirname(p) == path and p != path]
         return [self.status(p) for p in sorted(children)]
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
         if path not in self.files:
             raise FileNotFoundError(path)
         return self.files[path]
@@ -343,7 +345,7 @@ def test_random_interleavings_of_three_attempts_with_kills_and_pauses():
 
 
 def test_local_file_system_has_the_same_semantics(tmp_path):
-    fs = dp.LocalDayFileSystem()
+    fs = LocalFileSystem()
     root = str(tmp_path / "wordcount")
     (tmp_path / "wordcount").mkdir()
     for a in ("A", "B"):
