@@ -70,6 +70,16 @@ def produce(stack, topic: str, values: list[bytes], timestamps: list[int] | None
     return acked
 
 
+def closed_hour_timestamps(rng: random.Random, n: int) -> list[int]:
+    """Mostly now; a third in the three hours before the last (closed: compacted by every run)."""
+    now = int(time.time() * 1000)
+    base = now - now % 3_600_000
+    return [
+        now if rng.random() < 0.66 else base - rng.randint(1, 3) * 3_600_000 + rng.randint(0, 3_600_000 - 1)
+        for _ in range(n)
+    ]
+
+
 def random_values(rng: random.Random, n: int, bad_share: float = 0.0) -> list[bytes]:
     words = ["kafka", "hdfs", "spark", "données", "été", "Straße", "ÉCOLE", "naïve", "x_y", "42", "λόγος"]
     out = []
@@ -218,14 +228,17 @@ def test_fault_loop_with_sigkill_lands_every_record_exactly_once(stack, new_topi
     print(f"fault loop seed {seed}")
     topic = new_topic("fault", partitions=3)
     produced: dict = {}
-    kills = landed = 0
+    kills = landed = merged = 0
     recovered: list[str] = []
     # How long the footers, the decision, the renames and the commit took in the last finished
     # run: the kills "after staging" fall inside that window, whatever the machine's speed (a
     # fixed 0-1 s once missed it three times on a fast run, and no recovery was exercised).
     after_staging_s = 1.0
     for i in range(12):
-        produced |= produce(stack, topic, random_values(rng, rng.randint(200, 1500), 0.02), partitions=3)
+        n = rng.randint(200, 1500)  # a third in closed hours: the runs also compact, and are killed in it
+        produced |= produce(
+            stack, topic, random_values(rng, n, 0.02), closed_hour_timestamps(rng, n), partitions=3
+        )
         # odd runs are killed: at a random time, or just after Spark finished writing the staging
         # (during the footers, the decision, the renames or the commit)
         kill_after = rng.uniform(3, 14) if i % 4 == 1 else None
@@ -238,6 +251,7 @@ def test_fault_loop_with_sigkill_lands_every_record_exactly_once(stack, new_topi
             landed += 1
             assert report["topics"][0]["status"] in ("landed", "noop")
             recovered += report["topics"][0]["recovered"]
+            merged += (report["topics"][0].get("compaction") or {}).get("merged_groups", 0)
             timings = report["topics"][0]["timings_s"]
             if "manifest" in timings:
                 after_staging_s = timings["manifest"] + timings["commit"]
@@ -253,6 +267,7 @@ def test_fault_loop_with_sigkill_lands_every_record_exactly_once(stack, new_topi
         # at any instant, not only at the end: no duplicate, nothing partial, the commit visible
         check_exactly_once(webhdfs, topic, produced, complete=rc == 0)
     assert kills >= 3, f"only {kills} runs were killed before they finished (seed {seed})"
+    assert merged > 0, f"no run compacted anything (seed {seed})"
     rc, report, out = land(stack, topic, f"{topic}-final")
     assert rc == 0, out[-3000:]
     recovered += report["topics"][0]["recovered"]

@@ -30,6 +30,7 @@ from .test_landing import (
     REPO,
     Airflow,
     check_exactly_once,
+    closed_hour_timestamps,
     committed_end,
     land,
     plain_listing,
@@ -38,8 +39,6 @@ from .test_landing import (
 )
 
 pytestmark = pytest.mark.integration
-
-HOUR_MS = 3_600_000
 
 
 def read_rows(client, paths: list[str]) -> list[tuple[int, int]]:
@@ -124,16 +123,6 @@ class Reader(threading.Thread):
         seen.update(k for k in read_rows(self.client, quarantined) if k not in seen)
         self.check(f"snapshot {names[-1]}", seen, end)
         self.snapshot_passes += 1
-
-
-def closed_hour_timestamps(rng: random.Random, n: int) -> list[int]:
-    """Mostly now; a third in the three hours before the last (closed: compacted by every run)."""
-    now = int(time.time() * 1000)
-    base = now - now % HOUR_MS
-    return [
-        now if rng.random() < 0.66 else base - rng.randint(1, 3) * HOUR_MS + rng.randint(0, HOUR_MS - 1)
-        for _ in range(n)
-    ]
 
 
 @pytest.mark.timeout(2400)
