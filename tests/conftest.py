@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -61,17 +62,35 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("stack")
     env = isolated_env(home, start_dags=True)
     env.setdefault("STREAMLAB_AIRFLOW_PARALLELISM", "6")
-    saved = {k: os.environ.get(k) for k in env if k.startswith("STREAMLAB_")}
     # Tests and the code under test find this stack through StackConfig.load().
-    os.environ.update({k: v for k, v in env.items() if k.startswith("STREAMLAB_")})
+    with selected_stack(env):
+        try:
+            proc = run_stack("up", env)
+            if proc.returncode != 0:
+                pytest.fail(f"isolated stack did not come up:\n{proc.stdout}\n{proc.stderr}")
+            yield StackConfig.load(home)
+        finally:
+            down = run_stack("down", env, timeout=300)
+            print(down.stdout, down.stderr)
+
+
+@contextlib.contextmanager
+def selected_stack(env: dict[str, str]):
+    """Make `env`'s stack the one StackConfig.load() finds in this process, then restore.
+
+    STREAMLAB_PORT_* override the ports saved in a stack's home, so a second stack (the cluster
+    profile) loaded while the session stack's variables are set would get the session's ports.
+    """
+    keys = {k for k in set(env) | set(os.environ) if k.startswith("STREAMLAB_")}
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        if k in env:
+            os.environ[k] = env[k]
+        else:
+            os.environ.pop(k, None)
     try:
-        proc = run_stack("up", env)
-        if proc.returncode != 0:
-            pytest.fail(f"isolated stack did not come up:\n{proc.stdout}\n{proc.stderr}")
-        yield StackConfig.load(home)
+        yield
     finally:
-        down = run_stack("down", env, timeout=300)
-        print(down.stdout, down.stderr)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.conftest import REPO, isolated_env, run_stack
+from tests.conftest import REPO, isolated_env, run_stack, selected_stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +30,15 @@ def cluster(tmp_path_factory):
     home = tmp_path_factory.mktemp("cluster")
     env = isolated_env(home, start_dags=True)
     env["STREAMLAB_PROFILE"] = "cluster"
-    try:
-        proc = run_stack("up", env, timeout=600)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        yield StackConfig.load(home), env
-    finally:
-        print(run_stack("down", env, timeout=300).stdout)
+    # While this module runs, StackConfig.load() (here and in the code under test) finds the
+    # cluster, not the session's stack.
+    with selected_stack(env):
+        try:
+            proc = run_stack("up", env, timeout=600)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            yield StackConfig.load(home), env
+        finally:
+            print(run_stack("down", env, timeout=300).stdout)
 
 
 def cluster_env(env: dict[str, str]) -> dict[str, str]:
