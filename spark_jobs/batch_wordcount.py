@@ -20,7 +20,7 @@ day overlap:
    sum(count) must equal the number of tokens read (counted while reading, by another
    expression), and no word may be null or empty; `_SUCCESS` names the attempt and the data
    file's length;
-2. `streamlab.daypublish.publish` takes the day's lock (`_lock-<date>`, created exclusively),
+2. `streamlab.daypublish.publish` takes the day's lock (`_lock-<date>`, renamed in whole),
    then: first result for the day, one rename of the folder to `dt=<date>` that fails rather than
    nest it; a re-run, `_SUCCESS` removed, the single data file replaced by one atomic
    `rename(OVERWRITE)`, the new `_SUCCESS` moved in. Temporary folders are removed only by age

@@ -2,7 +2,8 @@
 
 The batch word count writes its result (one data file and a `_SUCCESS` summary naming the
 attempt) into `<root>/_tmp-<day>-<attempt>/result/`, then publishes it here, holding the day's
-lock (`<root>/_lock-<day>`, created exclusively). Every change is a rename out of or into the
+lock (`<root>/_lock-<day>`, written whole beside it and renamed in; the rename fails
+when the lock exists). Every change is a rename out of or into the
 attempt's own folder, so deleting that folder fences the attempt, whatever it is doing: a lock
 older than `LOCK_TTL_MS` is moved aside (not deleted: the file names its holder), and the next
 holder deletes the folders of the attempts named by moved-aside locks before its first change
@@ -65,6 +66,11 @@ def lock_file(root: str, day: str) -> str:
     return posixpath.join(root, f"_lock-{day}")
 
 
+def pending_lock_file(root: str, day: str, attempt: str) -> str:
+    """The lock as this attempt writes it before renaming it in (a leftover by age if killed)."""
+    return posixpath.join(root, f"_tmp-{day}-{attempt}.lock")
+
+
 STALE_LOCK = "_stale-lock-"
 
 
@@ -125,15 +131,22 @@ def publication(
                 raise fenced()
             raise RuntimeError(f"publishing {day}: a rename failed with {own} in place")
 
+    # The lock is written whole under this attempt's name, then renamed in: HDFS refuses to create
+    # a file that another client is still writing (AlreadyBeingCreatedException), so two attempts
+    # creating `_lock-<day>` at the same moment would make the loser fail instead of wait.
+    pending = pending_lock_file(root, day, attempt)
     while True:  # take the day's lock
         yield "lock"
         if fs.status(own) is None:
+            fs.delete(pending)
             raise fenced()
-        try:
-            fs.create(lock, token)
+        if fs.status(pending) is None:
+            fs.create(pending, token)
+        if fs.rename(pending, lock):
+            if fs.status(own) is None:  # fenced while taking it: give it back at once
+                release_lock(fs, root, day, attempt)
+                raise fenced()
             break
-        except FileExistsError:
-            pass
         st = fs.status(lock)
         if st is not None and now_ms() - st.mtime_ms > lock_ttl_ms:
             yield "break-lock"  # the holder is fenced below, before anything changes
@@ -198,14 +211,19 @@ def publication(
     yield "release"
     if not fs.delete(own, recursive=True):
         return outcome  # fenced after its last change: the lock is another attempt's by now
+    release_lock(fs, root, day, attempt)
+    return outcome
+
+
+def release_lock(fs: DayFileSystem, root: str, day: str, attempt: str) -> None:
+    """Give the day's lock back. Never deleted by name: it may be another attempt's by now."""
     aside = posixpath.join(root, f"{STALE_LOCK}{day}-{attempt}-released")
-    if fs.rename(lock, aside):  # never delete a lock by name: it may be another attempt's by now
+    if fs.rename(lock_file(root, day), aside):
         try:
-            if fs.read(aside) == token:
+            if fs.read(aside) == attempt.encode():
                 fs.delete(aside)  # ours; another's stays, to be fenced by the next holder
         except FileNotFoundError:
             pass
-    return outcome
 
 
 def publish(

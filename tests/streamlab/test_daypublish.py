@@ -40,6 +40,7 @@ class MemoryFs:
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = {"/", "/data", "/data/curated", ROOT}
         self.mtime: dict[str, int] = {p: clock() for p in self.dirs}
+        self.writing: set[str] = set()  # files created and not closed yet by another client
 
     def _touch(self, path: str) -> None:
         self.mtime[path] = self.clock()
@@ -74,6 +75,8 @@ class MemoryFs:
             path = posixpath.dirname(path)
 
     def create(self, path: str, data: bytes) -> None:
+        if path in self.writing:  # HDFS: another client holds the file's lease
+            raise OSError(f"AlreadyBeingCreatedException: {path} is being created by another client")
         if self.status(path) is not None:
             raise FileExistsError(path)
         self.mkdirs(posixpath.dirname(path))
@@ -285,10 +288,32 @@ def test_a_kill_at_any_step_leaves_a_state_the_next_attempt_repairs(before):
         assert reader_view(fs, {"B"}) == "B"
         assert fs.status(f"{FINAL}/{SUMMARY_FILE}") is not None
         left = leftovers(fs)
-        assert set(left) <= {f"_tmp-{DAY}-A", f"_old-{DAY}-A"}, left
+        assert set(left) <= {f"_tmp-{DAY}-A", f"_tmp-{DAY}-A.lock", f"_old-{DAY}-A"}, left
         clock.ms += 25 * HOUR_MS
         dp.remove_leftovers(fs, ROOT, clock())
         assert leftovers(fs) == []
+
+
+def test_a_lock_another_attempt_is_still_writing_makes_this_one_wait():
+    """HDFS answers the create of a file that another client is still writing with
+    AlreadyBeingCreatedException, not FileExistsError; two attempts that reach the lock together
+    must not fail for that, so the lock is renamed in whole, never created in place."""
+    clock = Clock()
+    fs = MemoryFs(clock)
+    stage(fs, "A")
+    stage(fs, "B")
+    lock = dp.lock_file(ROOT, DAY)
+    fs.create(lock, b"")
+    fs.writing.add(lock)  # as an attempt creating the lock in place leaves it for a moment
+    b = dp.publication(fs, ROOT, DAY, "B", clock)
+    assert next(b) == "lock"
+    assert next(b) == dp.WAIT
+    fs.files[lock] = b"A"
+    fs.writing.discard(lock)  # A closed it, then died holding it
+    clock.ms += dp.LOCK_TTL_MS + 1
+    assert run(b, fs, {"A", "B"}, clock) == "created"
+    assert reader_view(fs, {"B"}) == "B"
+    assert leftovers(fs) == []
 
 
 @pytest.mark.parametrize("pause_at", range(1, 5))
