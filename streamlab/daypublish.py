@@ -140,8 +140,8 @@ def publication(
         if fs.status(own) is None:
             fs.delete(pending)
             raise fenced()
-        if fs.status(pending) is None:
-            fs.create(pending, token)
+        fs.delete(pending)  # written anew each try: the lock's age is counted from its mtime
+        fs.create(pending, token)
         if fs.rename(pending, lock):
             if fs.status(own) is None:  # fenced while taking it: give it back at once
                 release_lock(fs, root, day, attempt)

@@ -316,6 +316,30 @@ def test_a_lock_another_attempt_is_still_writing_makes_this_one_wait():
     assert leftovers(fs) == []
 
 
+def test_a_lock_taken_after_a_long_wait_is_not_stale():
+    """The lock's age counts from when it was taken, not from when the attempt began to wait."""
+    clock = Clock()
+    fs = MemoryFs(clock)
+    for a in "ABC":
+        stage(fs, a)
+    a = dp.publication(fs, ROOT, DAY, "A", clock)
+    assert [next(a), next(a)] == ["lock", "publish"]  # A holds the lock, and is slow
+    b = dp.publication(fs, ROOT, DAY, "B", clock)
+    assert [next(b), next(b)] == ["lock", dp.WAIT]
+    clock.ms += 4 * 60_000
+    assert [next(b), next(b)] == ["lock", dp.WAIT]
+    assert run(a, fs, {"A"}) == "created"
+    clock.ms += 30_000
+    assert [next(b), next(b)] == ["lock", "publish"]  # B takes it, 4.5 minutes after it began
+    clock.ms += 61_000
+    c = dp.publication(fs, ROOT, DAY, "C", clock)
+    assert [next(c), next(c)] == ["lock", dp.WAIT]  # B's lock is a minute old: not broken
+    assert run(b, fs, {"A", "B"}) == "replaced"
+    assert run(c, fs, {"A", "B", "C"}, clock) == "replaced"
+    assert reader_view(fs, {"C"}) == "C"
+    assert leftovers(fs) == []
+
+
 @pytest.mark.parametrize("pause_at", range(1, 5))
 def test_a_zombie_whose_lock_was_broken_changes_nothing(pause_at):
     """A pauses holding the lock past its TTL, right after checking that it holds it (before the
