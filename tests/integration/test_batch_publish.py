@@ -40,6 +40,12 @@ def wordcount(stack, day: str, topic: str, run_id: str) -> subprocess.Popen:
     )
 
 
+def failure(out: str) -> str:
+    """A failed job's exception lines (a Java stack trace hides them from the tail), then its tail."""
+    causes = [ln for ln in out.splitlines() if ("Exception" in ln or "Error" in ln) and "\tat " not in ln]
+    return "\n".join(causes[-10:]) + "\n...\n" + out[-2000:]
+
+
 def read_summary(client, path: str) -> dict | None:
     from hdfs.util import HdfsError
 
@@ -112,7 +118,7 @@ def test_two_attempts_of_one_day_at_once_publish_one_complete_result(stack, new_
         stop.set()
         watcher.join(30)
     for p, out in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out[-3000:]
+        assert p.returncode == 0, failure(out)
     summaries = [
         json.loads(line[len(SUMMARY_MARKER) :])
         for out in outs
