@@ -1,6 +1,6 @@
 """Landing throughput against Kafka's own ConsumerPerformance, and the fixed cost of a no-op run.
 
-    .venv/bin/python bench/landing_bench.py [--records 5000000] [--partitions 2] [--airflow]
+    .venv/bin/python bench/landing_bench.py [--records 5000000] [--partitions 2] [--airflow [N]]
 
 Against the running stack (`make up`); everything it creates (a topic, HDFS folders under
 /bench/<id>/) is deleted at the end unless --keep. In one run, on the same topic:
@@ -13,8 +13,8 @@ Against the running stack (`make up`); everything it creates (a topic, HDFS fold
    the big topic, into a fresh root each round (so everything is landed again):
    rate = records / (wall(big) - wall(1 record)), the fixed start-up cost cancelled out;
    reported: each round, the medians and the ratio of the medians;
-3. a no-op landing (nothing new): wall time of spark-submit, and with --airflow the same through
-   the DAG: from the start of task `land` to the end of task `report`.
+3. a no-op landing (nothing new): wall time of spark-submit, and with --airflow N, N runs of the
+   same through the DAG: from the start of task `land` to the end of task `report`.
 """
 
 from __future__ import annotations
@@ -94,15 +94,23 @@ def consumer_perf(cfg: StackConfig, topic: str, n: int) -> tuple[float, dict[str
 
 
 def landing(
-    cfg: StackConfig, topic: str, root: str | None, run_id: str, extra: list[str]
+    cfg: StackConfig,
+    topic: str,
+    root: str | None,
+    run_id: str,
+    extra: list[str],
+    job: Path = JOB,
+    archive: Path | None = None,
 ) -> tuple[float, dict]:
-    """Run the landing job; `root` None = the DAG's folders (streamlab.lake: /data/raw, ...)."""
+    """Run the landing job; `root` None = the DAG's folders (streamlab.lake: /data/raw, ...).
+
+    `job` and `archive` (the streamlab package for --py-files) default to this checkout's."""
     roots = [] if root is None else [
         "--raw-root", f"{root}/raw", "--quarantine-root", f"{root}/quarantine", "--reports-root", f"{root}/reports",
     ]  # fmt: skip
     cmd = [
         str(REPO / "bin" / "spark-submit"), "--name", "kafka_to_hdfs_landing",
-        "--py-files", str(deps.ensure_python_archive()), str(JOB), "--bootstrap-servers", cfg.kafka_bootstrap, "--topic", f"{topic}=text",
+        "--py-files", str(archive or deps.ensure_python_archive()), str(job), "--bootstrap-servers", cfg.kafka_bootstrap, "--topic", f"{topic}=text",
         "--run-id", run_id, *roots, *extra,
     ]  # fmt: skip
     start = time.monotonic()
@@ -133,7 +141,7 @@ def airflow_noop(cfg: StackConfig, topic: str) -> dict:
     )
     headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
     api = f"{cfg.airflow_url}/api/v2/dags/kafka_to_hdfs_landing"
-    run_id = f"bench-noop-{topic}"
+    run_id = f"bench-noop-{topic}-{uuid.uuid4().hex[:6]}"
     r = requests.post(
         f"{api}/dagRuns", headers=headers, timeout=30,
         json={"dag_run_id": run_id, "logical_date": None, "conf": {"topics": [f"{topic}=text"]}},
@@ -169,7 +177,10 @@ def main() -> int:
     ap.add_argument("--record-bytes", type=int, default=100)
     ap.add_argument("--partitions", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="rounds of ConsumerPerformance + landing")
-    ap.add_argument("--airflow", action="store_true", help="also time a no-op run through the DAG")
+    ap.add_argument(
+        "--airflow", type=int, nargs="?", const=1, default=0, metavar="N",
+        help="also time N (default 1) no-op runs through the DAG",
+    )  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the topics and HDFS folders")
     ap.add_argument("--landing-arg", action="append", default=[], help="extra argument for the landing job")
     args = ap.parse_args()
@@ -234,11 +245,20 @@ def main() -> int:
         out["ratios"] = [r["ratio"] for r in rounds]
         out["noop"] = {"wall_s": round(w0, 2), "in_job_s": r0["topics"][0]["seconds"]}
         if args.airflow:
-            print("no-op run through Airflow ...", flush=True)
             landing(
                 cfg, tiny, None, f"bench-{bench_id}-tiny-dag-folders", args.landing_arg
             )  # as the DAG lands
-            out["airflow_noop"] = airflow_noop(cfg, tiny)
+            runs = []
+            for k in range(args.airflow):
+                print(f"no-op run through Airflow {k + 1}/{args.airflow} ...", flush=True)
+                runs.append(airflow_noop(cfg, tiny))
+                print(f"  {json.dumps(runs[-1])}", flush=True)
+            out["airflow_noop"] = {
+                "runs": runs,
+                "land_start_to_report_end_s_median": statistics.median(
+                    r["land_start_to_report_end_s"] for r in runs
+                ),
+            }
     finally:
         if not args.keep:
             admin.delete_topics([big, tiny], operation_timeout=60)
@@ -264,7 +284,8 @@ def main() -> int:
         f"Ratio of medians:    {out['ratio_of_medians']} (rounds: {out['ratios']})\n"
         f"No-op landing:       {out['noop']['wall_s']} s spark-submit wall"
         + (
-            f", {out['airflow_noop']['land_start_to_report_end_s']} s Airflow land start -> report end"
+            f", {out['airflow_noop']['land_start_to_report_end_s_median']} s Airflow land start -> report"
+            f" end (median of {args.airflow}: {[r['land_start_to_report_end_s'] for r in out['airflow_noop']['runs']]})"
             if args.airflow
             else ""
         )
