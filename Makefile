@@ -56,8 +56,10 @@ clean: ## stop the stack and wipe its state (var/); keeps the venv and jars
 test: deps lint ## lint, then the whole test suite (unit + integration on an isolated real stack)
 	$(PY) -m pytest
 
+# Its own temp folder: a new session with pytest's default one takes o+x away from
+# /tmp/pytest-of-<user>, where a running `make test` keeps its stack's PostgreSQL data.
 test-unit: deps ## only the tests that need no running service
-	$(PY) -m pytest -m "not integration"
+	$(PY) -m pytest -m "not integration" --basetemp=.pytest-tmp
 
 demo: up ## produce a sample text, print the running counts, land it into HDFS
 	@$(PY) -m streamlab.demo
