@@ -13,7 +13,7 @@ ifdef PROFILE
 export STREAMLAB_PROFILE := $(PROFILE)
 endif
 
-.PHONY: prereqs help up down status clean deps venv test test-unit lint demo bench stream-stop stream-start
+.PHONY: prereqs test-prereqs help up down status clean deps venv test test-unit lint demo bench stream-stop stream-start
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ help: ## show this help
 # System packages first (apt as root; otherwise the one command to run), then the venv.
 prereqs: ## check (and as root, install) the system packages: JDK 17, Maven, libkrb5-dev, ...
 	@$(PYTHON) -m streamlab.prereqs
+
+test-prereqs: ## prereqs, and what only the tests need: Debian's chromium (the UI test's browser)
+	@$(PYTHON) -m streamlab.prereqs --tests
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml | prereqs
 	@echo "[streamlab] creating $(VENV) and installing requirements-dev.txt (first time: ~4 min; one line per package)"
@@ -53,7 +56,7 @@ stream-start: ## start the streaming word count again (unpause its DAG)
 clean: ## stop the stack and wipe its state (var/); keeps the venv and jars
 	@if [ -x $(PY) ]; then $(PY) -m streamlab.stack clean; else rm -rf var; fi
 
-test: deps lint ## lint, then the whole test suite (unit + integration on an isolated real stack)
+test: test-prereqs deps lint ## lint, then the whole test suite (unit + integration on an isolated real stack)
 	$(PY) -m pytest
 
 # Its own temp folder: a new session with pytest's default one takes o+x away from

@@ -1,6 +1,7 @@
 """System prerequisites of `make up` / `make test`, checked before the virtualenv exists.
 
-    python3 -m streamlab.prereqs
+    python3 -m streamlab.prereqs            what `make up` needs
+    python3 -m streamlab.prereqs --tests    and what only the tests need (a headless browser)
 
 Standard library only: it runs with the machine's own python3. On Debian or Ubuntu, run as root,
 it installs what is missing through apt (saying what and why); run as another user it stops and
@@ -56,8 +57,10 @@ def debian_python() -> bool:
     return os.path.realpath(sys.executable).startswith("/usr/bin/")
 
 
-def missing() -> list[Missing]:
+def missing(tests: bool = False) -> list[Missing]:
     found: list[Missing] = []
+    if tests and not browser():
+        found.append(Missing("chromium", "the UI test drives the Airflow UI in a real headless browser"))
     java, javac = _java_tool("java"), _java_tool("javac")
     major = java_major(java) if java else None
     if major is None or major < JAVA_MAJOR or not javac:
@@ -89,6 +92,13 @@ def missing() -> list[Missing]:
     except ImportError:
         found.append(Missing(f"python{version}-venv", "creates the project's .venv"))
     return found
+
+
+def browser() -> str | None:
+    """The Chromium the UI test launches (Playwright's own browser download is not reachable)."""
+    return (
+        os.environ.get("STREAMLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
 
 
 def say(msg: str) -> None:
@@ -125,13 +135,14 @@ def apt_install(packages: list[str]) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    tests = "--tests" in (sys.argv[1:] if argv is None else argv)
     if sys.version_info < MIN_PYTHON:
         return fail(
             f"{sys.executable} is Python {sys.version.split()[0]}; the pinned packages need Python "
             f"{'.'.join(map(str, MIN_PYTHON))} or newer. Point PYTHON at one: `make up PYTHON=python3.11`."
         )
-    todo = missing()
+    todo = missing(tests)
     if not todo:
         return 0
     unnamed = [m for m in todo if not m.package]
@@ -159,7 +170,7 @@ def main() -> int:
     rc = apt_install(packages)
     if rc:
         return rc
-    still = [m.package for m in missing()]
+    still = [m.package for m in missing(tests)]
     if still:
         hint = ""
         if any(p.startswith("openjdk") for p in still) and os.environ.get("JAVA_HOME"):

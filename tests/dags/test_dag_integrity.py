@@ -343,3 +343,14 @@ def test_good_dag_passes_the_checks(tmp_path):
     [dag] = dags_of(bag, good)
     assert dag_problems(dag) == []
     assert parse_problems(good) == []
+
+
+def test_the_streamlab_page_knows_the_streaming_dags_defaults(dagbag):
+    """The page reads the streaming job's group and topics as the DAG's params give them."""
+    from streamlab import overview
+
+    dag = dagbag.dags[overview.STREAMING_DAG]
+    params = {k: dag.params[k] for k in overview.STREAMING_DEFAULTS}
+    assert params == overview.STREAMING_DEFAULTS
+    assert overview.STREAMING_TASK in dag.task_dict
+    assert {overview.LANDING_DAG, overview.BATCH_DAG} <= set(dagbag.dag_ids)

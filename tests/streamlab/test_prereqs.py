@@ -82,6 +82,12 @@ def test_as_root_it_installs_them_and_checks_again(bare, capsys):
     assert "system packages installed" in capsys.readouterr().out
 
 
+def test_the_tests_also_need_a_browser(bare, monkeypatch):
+    monkeypatch.delenv("STREAMLAB_CHROMIUM", raising=False)
+    assert [m.package for m in prereqs.missing(tests=True)][0] == "chromium"
+    assert "chromium" not in [m.package for m in prereqs.missing()]  # `make up` does not install it
+
+
 def test_this_machine_passes_after_make_deps():
-    # `make test` runs `make deps` first, which installs whatever was missing.
-    assert prereqs.missing() == []
+    # `make test` runs `make test-prereqs` first, which installs whatever was missing.
+    assert prereqs.missing(tests=True) == []
