@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from streamlab import landing, lake, overview
+from streamlab import lake, landing, overview
 from streamlab.overview import GroupOffset, PartitionOffsets
 from streamlab.topics import TopicSpec
 
@@ -57,7 +57,9 @@ class FakeKafka:
 
 
 def spec(name, land):
-    return TopicSpec(name=name, partitions=2, replication_factor=1, configs={}, land=land, value_format="text")
+    return TopicSpec(
+        name=name, partitions=2, replication_factor=1, configs={}, land=land, value_format="text"
+    )
 
 
 def commit_record(topic, seq, ends, run_id="scheduled__x"):
@@ -197,9 +199,16 @@ def test_streaming_progress_comes_from_the_newest_group_commit_metadata():
     meta_new = {"batch": 7, "ts": 90_000, "in_rps": 5.5, "proc_rps": 6.5, "batch_ms": 800, "rows": 9}
     kafka = FakeKafka({}, groups={"g2": {"a": {0: GroupOffset(3, meta_old), 1: GroupOffset(4, meta_new)}}})
     runs = [{"run_id": "r1", "state": "running", "conf": {"group_id": "g2", "input_topics": "a"}}]
-    s = overview.streaming_section(kafka, runs, False, {"state": "running", "start_ms": 0}, [("x", 3)], 100_000)
+    s = overview.streaming_section(
+        kafka, runs, False, {"state": "running", "start_ms": 0}, [("x", 3)], 100_000
+    )
     assert (s["group_id"], s["input_topics"], s["output_topic"]) == ("g2", ["a"], "wordcounts")
-    assert (s["batch"], s["input_rows_per_s"], s["processed_rows_per_s"], s["batch_duration_ms"]) == (7, 5.5, 6.5, 800)
+    assert (s["batch"], s["input_rows_per_s"], s["processed_rows_per_s"], s["batch_duration_ms"]) == (
+        7,
+        5.5,
+        6.5,
+        800,
+    )
     assert s["since_last_progress_s"] == 10.0 and s["state"] == "running"
     assert s["top_words"] == [{"word": "x", "count": 3}]
     assert s["run"]["link"] == "/dags/streaming_wordcount/runs/r1"
@@ -230,15 +239,35 @@ def test_batch_days_show_success_summary_and_run_state(fs):
     os.makedirs(fs._p(f"{lake.WORDCOUNT_ROOT}/dt=2025-01-01"))  # no _SUCCESS
     os.makedirs(fs._p(f"{lake.WORDCOUNT_ROOT}/_tmp-2025-01-01-a1"))  # an attempt's folder: not a day
     runs = [
-        {"run_id": "backfill__2025-01-04", "state": "running", "data_interval_start": "2025-01-03T00:00:00+00:00"},
-        {"run_id": "backfill__2025-01-03", "state": "running", "data_interval_start": "2025-01-02T00:00:00+00:00"},
-        {"run_id": "scheduled__2025-01-02", "state": "failed", "data_interval_start": "2025-01-01T00:00:00+00:00"},
-        {"run_id": "scheduled__2024-12-31", "state": "success", "data_interval_start": "2024-12-31T00:00:00+00:00"},
+        {
+            "run_id": "backfill__2025-01-04",
+            "state": "running",
+            "data_interval_start": "2025-01-03T00:00:00+00:00",
+        },
+        {
+            "run_id": "backfill__2025-01-03",
+            "state": "running",
+            "data_interval_start": "2025-01-02T00:00:00+00:00",
+        },
+        {
+            "run_id": "scheduled__2025-01-02",
+            "state": "failed",
+            "data_interval_start": "2025-01-01T00:00:00+00:00",
+        },
+        {
+            "run_id": "scheduled__2024-12-31",
+            "state": "success",
+            "data_interval_start": "2024-12-31T00:00:00+00:00",
+        },
     ]
     days = {d["day"]: d for d in overview.batch_section(fs, overview.JsonCache(), runs)}
     assert list(days) == ["2025-01-03", "2025-01-02", "2025-01-01", "2024-12-31"]
     assert days["2025-01-02"]["status"] == "reprocessing"
-    assert (days["2025-01-02"]["records"], days["2025-01-02"]["tokens"], days["2025-01-02"]["words"]) == (4, 9, 5)
+    assert (days["2025-01-02"]["records"], days["2025-01-02"]["tokens"], days["2025-01-02"]["words"]) == (
+        4,
+        9,
+        5,
+    )
     assert days["2025-01-02"]["link"] == "/dags/hdfs_batch_reprocessing/runs/backfill__2025-01-03"
     assert days["2025-01-03"]["status"] == "running"
     assert days["2025-01-01"]["status"] == "failed"
