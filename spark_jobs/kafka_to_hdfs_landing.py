@@ -20,6 +20,12 @@ Output (the roots are named in `streamlab/lake.py`):
 under /data/quarantine/<topic>/ (same columns, value as bytes, plus reason), and the run report
 as JSON at /data/_landing/reports/<run id>.json (also printed after `LANDING_REPORT_JSON `).
 Exit status 1 if any topic failed (e.g. a retention gap: see --accept-data-loss).
+
+After each topic's commit (a no-op run's too) the job mirrors the commit record's end offsets to
+the Kafka consumer group `--consumer-group` (default `streamlab-landing`), so that
+`bin/kafka-consumer-groups.sh --describe --group streamlab-landing` shows the landing's LAG. The
+group is never read back: HDFS stays the only source of truth, and a failed group commit is a
+warning in the log and the report (`consumer_group`), never a failed run.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from streamlab import lake, landing, topics
+from streamlab import kafka_groups, lake, landing, topics
 from streamlab.stack import processes
 
 log = logging.getLogger("kafka_to_hdfs_landing")
@@ -382,6 +388,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra Kafka consumer setting, e.g. max.partition.fetch.bytes=8388608",
     )
     p.add_argument(
+        "--consumer-group",
+        default=kafka_groups.LANDING_GROUP,
+        help="Kafka consumer group that gets each topic's committed end offsets, for Kafka's tools "
+        f"(default {kafka_groups.LANDING_GROUP}; empty: none)",
+    )
+    p.add_argument(
         "--exit-with-launcher",
         action="store_true",
         help="exit if the process that started spark-submit dies (set by the DAG)",
@@ -400,6 +412,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("no topic: give --topic NAME[=text|bytes] or --topics-file")
     args.run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y-%m-%dT%H%M%S}"
     return args
+
+
+def mirror_to_group(report: dict[str, Any], group: kafka_groups.GroupCommitter) -> None:
+    """Commit the topic's committed ends (from its HDFS commit record, via the report) to the
+    consumer group; a failure is a warning and a line of the report, not a failed run."""
+
+    def commit(topic: str, ends: dict[int, int]) -> None:
+        group.commit({topic: ends})
+
+    result = kafka_groups.mirror_landing_commit(report, group.group, commit)
+    if result is None:
+        return
+    if result["committed"]:
+        log.info("topic %s: consumer group %s now at %s", report["topic"], group.group, result["offsets"])
+    else:
+        log.warning(
+            "topic %s: the landing is committed, but committing its end offsets %s to the consumer "
+            "group %s failed (%s); Kafka's tools show an older lag until the next run commits again",
+            report["topic"], result["offsets"], group.group, result["error"],
+        )  # fmt: skip
 
 
 def _hadoop(jvm: Any) -> Any:
@@ -436,6 +468,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     started = datetime.now(timezone.utc)
     reports = []
+    group = (
+        kafka_groups.GroupCommitter(args.bootstrap_servers, args.consumer_group)
+        if args.consumer_group
+        else None
+    )
     try:
         for name, fmt in args.topic:
             paths = lake.TopicPaths(name, args.raw_root, args.quarantine_root)
@@ -446,9 +483,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 log.exception("topic %s failed", name)
                 reports.append({"topic": name, "status": "error", "error_type": type(e).__name__,
                                 "error": str(e)[:4000]})  # fmt: skip
+                continue
+            if group is not None:
+                mirror_to_group(reports[-1], group)
     finally:
         offsets.close()
         spark.stop()
+        if group is not None:
+            group.close()
     failed = [r["topic"] for r in reports if r["status"] == "error"]
     report = {
         "run_id": args.run_id,

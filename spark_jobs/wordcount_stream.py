@@ -18,6 +18,8 @@ The lab's job, kept alive by DAG `streaming_wordcount`. By hand, against the loc
     --wait-topic 120              seconds to wait for the output topic to be provisioned
     --max-word-bytes 1000000      longer "words" are not counted (they could not be Kafka keys)
     --progress-every 60           seconds between progress lines (batch durations) on stderr
+    --commit-every 1              seconds between checks for a new progress event, whose end
+                                  offsets go to the consumer group <group-id>; 0: no group commits
 
 What it computes: words are maximal runs of Unicode letters and digits after lower-casing
 (streamlab/textproc.py, shipped in the package archive `.deps/python/streamlab.zip` that
@@ -29,21 +31,31 @@ Exactness: one streaming aggregation in "update" mode; each micro-batch writes, 
 it saw, the word's new running total. Offsets and aggregation state live in the checkpoint,
 so a restart after kill -9 resumes where the last committed micro-batch ended (see
 `write_totals` for why a replayed micro-batch cannot make the latest value wrong).
+
+Lag in Kafka's tools: Spark keeps its offsets in the checkpoint and its own consumers use the
+group prefix `<group-id>-`, so the driver mirrors the end offsets of each finished micro-batch
+(and of the idle progress events, every ~10 s without data) to the consumer group `<group-id>`,
+with the batch's progress as the commit's metadata (`progress_commit`; docs/streaming.md).
+`bin/kafka-consumer-groups.sh --describe --group <group-id>` then shows the job's LAG.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from pyspark import SparkConf
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
+from streamlab import kafka_groups
 from streamlab.textproc import words
 
 APP_NAME = "wordcount_stream"
@@ -291,6 +303,112 @@ def report_progress(spark: SparkSession, query: StreamingQuery, last_batch: int)
 
 
 # ---------------------------------------------------------------------------------------------
+# The consumer group <group-id>: lag in Kafka's tools, progress for the UI
+# ---------------------------------------------------------------------------------------------
+def _iso_ms(timestamp: str | None) -> int | None:
+    """Spark's progress timestamp ("2026-01-02T03:04:05.678Z") in epoch milliseconds."""
+    if not timestamp:
+        return None
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _rate(value: object) -> float | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None  # Spark leaves NaN rates out of its JSON (no batch yet); None in Python
+    return round(float(value), 1)
+
+
+def progress_commit(progress: Mapping) -> tuple[dict[str, dict[int, int]], str] | None:
+    """A StreamingQueryProgress (its JSON as a dict, or pyspark's object) -> what to commit to the
+    group: ({topic: {partition: end offset}}, metadata JSON), or None if no Kafka source has an
+    end offset yet.
+
+    The end offsets are those of the micro-batch the progress reports (for an idle progress, the
+    last batch's): the next offset to read, as a consumer group stores it. The metadata, the same
+    for every partition, is the compact JSON documented in docs/streaming.md:
+    {"batch": id, "ts": progress time (epoch ms), "in_rps": input rows/s, "proc_rps": processed
+    rows/s, "batch_ms": triggerExecution ms, "rows": input rows of the batch}."""
+    offsets: dict[str, dict[int, int]] = {}
+    for source in progress.get("sources") or []:
+        end = source.get("endOffset")
+        if isinstance(end, str):
+            try:
+                end = json.loads(end)
+            except ValueError:
+                continue
+        if not isinstance(end, dict):
+            continue  # not started yet ("null"), or not a Kafka source
+        for topic, parts in end.items():
+            if not isinstance(parts, dict):
+                continue
+            for p, o in parts.items():
+                if isinstance(o, int) and not isinstance(o, bool) and o >= 0 and str(p).lstrip("-").isdigit():
+                    offsets.setdefault(topic, {})[int(p)] = o
+    if not offsets:
+        return None
+    durations = progress.get("durationMs") or {}
+    metadata = kafka_groups.encode_metadata(
+        {
+            "batch": progress.get("batchId"),
+            "ts": _iso_ms(progress.get("timestamp")),
+            "in_rps": _rate(progress.get("inputRowsPerSecond")),
+            "proc_rps": _rate(progress.get("processedRowsPerSecond")),
+            "batch_ms": durations.get("triggerExecution"),
+            "rows": progress.get("numInputRows"),
+        }
+    )
+    return offsets, metadata
+
+
+class GroupMirror:
+    """Commits the newest progress event's end offsets to the consumer group <group-id>.
+
+    Polled from the driver's loop. A failed commit is a warning on the driver's stderr (at most
+    one a minute while it keeps failing) and the job goes on; the next progress commits again."""
+
+    def __init__(self, spark: SparkSession, committer: kafka_groups.GroupCommitter):
+        self.spark, self.committer = spark, committer
+        self.last_key: tuple | None = None
+        self.failing_since: float | None = None
+        self.warned_at = 0.0
+
+    def poll(self, query: StreamingQuery) -> bool:
+        """Commit if a new progress event (a finished batch, or an idle event) appeared."""
+        # The JVM's last progress as JSON: two py4j calls, where pyspark's `lastProgress` object
+        # costs one call per field, every second.
+        jprogress = query._jsq.lastProgress()
+        if jprogress is None:
+            return False
+        progress = json.loads(jprogress.json())
+        key = (progress.get("batchId"), progress.get("timestamp"))
+        if key == self.last_key:
+            return False
+        commit = progress_commit(progress)
+        if commit is None:
+            self.last_key = key
+            return False
+        try:
+            self.committer.commit(*commit)
+        except kafka_groups.GroupCommitError as e:
+            now = time.monotonic()
+            if self.failing_since is None:
+                self.failing_since = now
+            if now - self.warned_at >= 60:
+                self.warned_at = now
+                log(self.spark, f"WARNING committing the offsets of batch {key[0]} to the consumer "
+                                f"group failed (the job goes on; retried at the next progress): {e}")  # fmt: skip
+            return False  # last_key unchanged: the same progress is committed at the next poll
+        if self.failing_since is not None:
+            log(self.spark, f"committing to the consumer group works again (batch {key[0]})")
+            self.failing_since, self.warned_at = None, 0.0
+        self.last_key = key
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -318,6 +436,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="seconds between progress lines on stderr (micro-batch durations); 0: none",
+    )
+    p.add_argument(
+        "--commit-every",
+        type=float,
+        default=1.0,
+        help="seconds between checks for a new micro-batch, whose end offsets are committed to "
+        "the consumer group <group-id> (for Kafka's tools); 0: no group commits",
     )
     p.add_argument(
         "--max-word-bytes",
@@ -349,10 +474,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     wait_for_output_topic(spark, args)
     query = write_totals(running_totals(read_lines(spark, args), args.max_word_bytes), args)
     log(spark, f"reading {args.topics} -> {args.output_topic}, checkpoint {args.checkpoint}")
-    if args.progress_every > 0:
+    mirror = None
+    if args.commit_every > 0:
+        mirror = GroupMirror(
+            spark, kafka_groups.GroupCommitter(args.bootstrap_servers, args.group_id, timeout_s=5)
+        )
+    ticks = [t for t in (args.commit_every, args.progress_every) if t > 0]
+    if ticks:
         seen = -1
-        while not query.awaitTermination(args.progress_every):
-            seen = report_progress(spark, query, seen)
+        next_report = time.monotonic() + args.progress_every
+        while not query.awaitTermination(min(ticks)):
+            if mirror is not None:
+                mirror.poll(query)
+            if args.progress_every > 0 and time.monotonic() >= next_report:
+                seen = report_progress(spark, query, seen)
+                next_report = time.monotonic() + args.progress_every
     query.awaitTermination()  # raises if the query failed: the process exits non-zero
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -235,3 +236,158 @@ def test_console_table_is_the_console_sinks_largest_first(spark, tmp_path):
         "+----+-----+\n"
         "\n"
     )
+
+
+# ---- the consumer group <group-id>: progress -> (offsets, metadata) -------------------------------
+
+# A progress event as Spark 4 writes it (StreamingQueryProgress.json), Kafka source on two topics.
+PROGRESS = {
+    "id": "0b5e3e8a-3f9c-4c0b-9d3e-0d2f6f0c1a11",
+    "runId": "5a1f1c2e-7b7d-4a8b-8f57-6a0f4c7d9e22",
+    "name": "wordcount_stream",
+    "timestamp": "2026-01-02T03:04:05.678Z",
+    "batchId": 42,
+    "batchDuration": 310,
+    "numInputRows": 1500,
+    "inputRowsPerSecond": 1234.5678,
+    "processedRowsPerSecond": 4838.709677419355,
+    "durationMs": {"addBatch": 250, "latestOffset": 3, "triggerExecution": 310, "walCommit": 20},
+    "stateOperators": [],
+    "sources": [
+        {
+            "description": "KafkaV2[Subscribe[Hello-Kafka,other]]",
+            "startOffset": {"Hello-Kafka": {"0": 100, "1": 7}, "other": {"0": 0}},
+            "endOffset": {"Hello-Kafka": {"0": 1590, "1": 17}, "other": {"0": 3}},
+            "latestOffset": {"Hello-Kafka": {"0": 1590, "1": 17}, "other": {"0": 3}},
+            "numInputRows": 1500,
+        }
+    ],
+    "sink": {"description": "org.apache.spark.sql.kafka010.KafkaSourceProvider$KafkaSink@1"},
+}
+
+
+def test_progress_commit_gives_end_offsets_and_compact_metadata():
+    offsets, metadata = job.progress_commit(PROGRESS)
+    assert offsets == {"Hello-Kafka": {0: 1590, 1: 17}, "other": {0: 3}}
+    assert len(metadata.encode()) <= 4096 and " " not in metadata
+    assert json.loads(metadata) == {
+        "batch": 42,
+        "ts": 1767323045678,  # 2026-01-02T03:04:05.678Z
+        "in_rps": 1234.6,
+        "proc_rps": 4838.7,
+        "batch_ms": 310,
+        "rows": 1500,
+    }
+
+
+def test_progress_commit_reads_pyspark_objects_with_end_offsets_as_json_strings():
+    """pyspark's StreamingQueryProgress / SourceProgress carry endOffset as a JSON string."""
+    progress = dict(PROGRESS, sources=[dict(PROGRESS["sources"][0], endOffset='{"Hello-Kafka":{"0":1590}}')])
+    offsets, _ = job.progress_commit(progress)
+    assert offsets == {"Hello-Kafka": {0: 1590}}
+
+
+def test_idle_progress_keeps_the_offsets_with_fresh_metadata():
+    """No new data: Spark reports about every 10 s, with the last batch's offsets and no rates."""
+    idle = {
+        **PROGRESS,
+        "timestamp": "2026-01-02T03:04:15.678Z",
+        "numInputRows": 0,
+        "durationMs": {"latestOffset": 2, "triggerExecution": 2},
+    }
+    del idle["inputRowsPerSecond"], idle["processedRowsPerSecond"]  # Spark leaves NaN out
+    offsets, metadata = job.progress_commit(idle)
+    assert offsets == job.progress_commit(PROGRESS)[0]
+    meta = json.loads(metadata)
+    assert meta["ts"] == 1767323055678 and meta["rows"] == 0 and meta["batch_ms"] == 2
+    assert meta["in_rps"] is None and meta["proc_rps"] is None
+    nan = dict(PROGRESS, inputRowsPerSecond=float("nan"))  # pyspark's object keeps NaN
+    assert json.loads(job.progress_commit(nan)[1])["in_rps"] is None
+
+
+def test_progress_without_kafka_end_offsets_commits_nothing():
+    assert job.progress_commit({**PROGRESS, "sources": []}) is None
+    assert (
+        job.progress_commit({**PROGRESS, "sources": [dict(PROGRESS["sources"][0], endOffset=None)]}) is None
+    )
+    assert (
+        job.progress_commit({**PROGRESS, "sources": [dict(PROGRESS["sources"][0], endOffset="null")]}) is None
+    )
+    rate = {"description": "RateStreamV2[...]", "endOffset": "12"}
+    assert job.progress_commit({**PROGRESS, "sources": [rate]}) is None
+
+
+class _FakeJvmProgress:
+    def __init__(self, progress):
+        self.text = json.dumps(progress)
+
+    def json(self):
+        return self.text
+
+
+class _FakeQuery:
+    """What GroupMirror reads: the JVM query's last progress."""
+
+    def __init__(self):
+        self.progress = None
+        self._jsq = self
+
+    def lastProgress(self):  # noqa: N802 - the JVM method's name
+        return None if self.progress is None else _FakeJvmProgress(self.progress)
+
+
+class _FakeSpark:
+    def __init__(self):
+        self.lines = []
+        outer = self
+
+        class _Err:
+            @staticmethod
+            def println(line):
+                outer.lines.append(line)
+
+        self._jvm = type("Jvm", (), {"System": type("System", (), {"err": _Err})})
+
+
+class _FakeCommitter:
+    def __init__(self):
+        self.commits, self.fail = [], None
+
+    def commit(self, offsets, metadata=None):
+        if self.fail:
+            raise job.kafka_groups.GroupCommitError(self.fail)
+        self.commits.append((offsets, json.loads(metadata)))
+
+
+def test_group_mirror_commits_each_new_progress_once_and_survives_failures():
+    spark, query, committer = _FakeSpark(), _FakeQuery(), _FakeCommitter()
+    mirror = job.GroupMirror(spark, committer)
+    assert mirror.poll(query) is False  # no progress yet
+    query.progress = PROGRESS
+    assert mirror.poll(query) is True
+    assert mirror.poll(query) is False  # the same event: not committed twice
+    assert committer.commits == [
+        ({"Hello-Kafka": {0: 1590, 1: 17}, "other": {0: 3}}, committer.commits[0][1])
+    ]
+    assert committer.commits[0][1]["batch"] == 42
+
+    idle = {**PROGRESS, "timestamp": "2026-01-02T03:04:15.678Z", "numInputRows": 0}
+    query.progress = idle  # same batch id, same offsets, a new event: committed (the job is alive)
+    assert mirror.poll(query) is True
+    assert committer.commits[-1][0] == committer.commits[0][0]
+    assert committer.commits[-1][1]["ts"] > committer.commits[0][1]["ts"]
+
+    committer.fail = "group 'g': _WAIT_COORD: Local: Waiting for coordinator"
+    query.progress = {**PROGRESS, "batchId": 43, "timestamp": "2026-01-02T03:04:20.000Z"}
+    assert mirror.poll(query) is False and mirror.poll(query) is False  # no exception
+    warnings = [line for line in spark.lines if "WARNING" in line]
+    assert len(warnings) == 1 and "Waiting for coordinator" in warnings[0]  # not one per poll
+    committer.fail = None
+    assert mirror.poll(query) is True  # the failed event is committed once Kafka answers again
+    assert committer.commits[-1][1]["batch"] == 43
+    assert "works again" in spark.lines[-1]
+
+
+def test_group_commits_are_on_by_default_and_can_be_turned_off():
+    assert job.parse_args(["h:9092", "t", "g"]).commit_every == 1.0
+    assert job.parse_args(["h:9092", "t", "g", "--commit-every", "0"]).commit_every == 0.0
