@@ -21,6 +21,8 @@ Backfill any past range (one run per day, re-running days that already succeeded
         --from-date 2025-01-01 --to-date 2025-01-03 --reprocess-behavior completed
 
 Params: `topics` (default: the text topics the topics file lands), `lateness_minutes` (10).
+Freshness alert: a day not published by its end + 10 minutes + `STREAMLAB_BATCH_DEADLINE_HOURS`
+(3) fires a deadline alert (streamlab/alerts.py, README "Freshness alerts").
 Records produced later with an old timestamp land in that day's folders afterwards: re-run the
 day to include them.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
-from streamlab import deps, lake
+from streamlab import alerts, deps, lake
 from streamlab.topics import landed_topics
 
 JOB = Path(__file__).resolve().parents[1] / "spark_jobs" / "batch_wordcount.py"
@@ -41,6 +43,7 @@ DAY = "{{ data_interval_start.strftime('%Y-%m-%d') }}"
 WORDCOUNT = Asset(**lake.WORDCOUNT_ASSET)
 # validated: an invalid topics file fails the parse, naming the file and the field
 TEXT_TOPICS = [t.name for t in landed_topics() if t.value_format == "text"]
+LATENESS_MINUTES = 10
 
 
 @dag(
@@ -50,6 +53,7 @@ TEXT_TOPICS = [t.name for t in landed_topics() if t.value_format == "text"]
     catchup=False,
     max_active_runs=3,
     is_paused_upon_creation=False,
+    deadline=alerts.batch_deadline(LATENESS_MINUTES),
     tags=["spark", "hdfs", "batch"],
     default_args={
         "owner": "streamlab-platform",
@@ -58,7 +62,7 @@ TEXT_TOPICS = [t.name for t in landed_topics() if t.value_format == "text"]
     },
     params={
         "topics": Param(TEXT_TOPICS, type="array", items={"type": "string"}),
-        "lateness_minutes": Param(10, type="integer", minimum=0),
+        "lateness_minutes": Param(LATENESS_MINUTES, type="integer", minimum=0),
     },
     doc_md=__doc__,
 )

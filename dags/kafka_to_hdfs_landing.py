@@ -18,6 +18,8 @@ reached through `kafka_default`, HDFS reports through `webhdfs_default`.
   they were landed, the run fails and names the topic, partition and offsets; set it to true
   to skip them (recorded in the report). `topics`: `name=text|bytes` entries to land instead of
   the topics file's (the Asset events are emitted for the topics-file topics only).
+- **Freshness alert**: a run not finished `STREAMLAB_LANDING_DEADLINE_MINUTES` (30) after it
+  was queued fires a deadline alert (streamlab/alerts.py, README "Freshness alerts").
 - **Report** (task `report`): per topic-partition offset range, records, bytes, files,
   quarantined records and lag before/after: in the task log and as XCom `return_value`. On
   success it emits an Asset event per landed topic (`streamlab-raw://data/raw/<topic>`).
@@ -34,7 +36,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, Param, dag, task
 
-from streamlab import deps, lake
+from streamlab import alerts, deps, lake
 from streamlab.topics import landed_topics
 
 JOB = Path(__file__).resolve().parents[1] / "spark_jobs" / "kafka_to_hdfs_landing.py"
@@ -51,6 +53,7 @@ ASSETS = {t.name: Asset(**lake.raw_asset(t.name)) for t in LANDED}
     max_active_runs=1,
     is_paused_upon_creation=False,
     dagrun_timeout=timedelta(hours=1),
+    deadline=alerts.landing_deadline(),
     tags=["kafka", "spark", "hdfs", "landing"],
     default_args={
         "owner": "streamlab-platform",

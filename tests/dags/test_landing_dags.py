@@ -44,6 +44,40 @@ def test_reprocessing_dag_is_daily_by_data_interval_and_backfillable(dags):
     assert dag.params["topics"] == ["Hello-Kafka"]
 
 
+def test_both_dags_declare_their_freshness_deadline(dags):
+    """The landing from its queued_at, the batch from its logical date (README "Freshness alerts"),
+    each with the shared callback; as the DAG processor stores them (serialized)."""
+    from datetime import timedelta
+
+    from airflow.sdk import DeadlineReference
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from streamlab import alerts
+
+    batch = dags["hdfs_batch_reprocessing"]
+    expected = {
+        "kafka_to_hdfs_landing": (alerts.landing_deadline(), "DagRunQueuedAtDeadline"),
+        "hdfs_batch_reprocessing": (
+            alerts.batch_deadline(batch.params["lateness_minutes"]),
+            "DagRunLogicalDateDeadline",
+        ),
+    }
+    for dag_id, (want, reference_type) in expected.items():
+        assert want is not None, f"{dag_id}: the environment declares no deadline (a setting of 0)"
+        alerts_of_dag = dags[dag_id].deadline
+        assert isinstance(alerts_of_dag, list) and len(alerts_of_dag) == 1, f"{dag_id}: {alerts_of_dag}"
+        [alert] = alerts_of_dag
+        assert alert == want  # reference type, interval and callback (path and kwargs)
+        assert alert.callback.path == "streamlab.alerts.deadline_missed"
+        [stored] = DagSerialization.to_dict(dags[dag_id])["dag"]["deadline"]
+        assert stored["reference"] == {"reference_type": reference_type}
+        assert stored["interval"]["__data__"] == alert.interval.total_seconds()
+    assert dags["kafka_to_hdfs_landing"].deadline[0].reference == DeadlineReference.DAGRUN_QUEUED_AT
+    # a day's run has the start of the day as logical date: deadline = day end + lateness + grace
+    grace = alerts.env_interval(alerts.BATCH_DEADLINE_ENV, alerts.DEFAULT_BATCH_HOURS, "hours")
+    assert batch.deadline[0].interval == timedelta(days=1, minutes=batch.params["lateness_minutes"]) + grace
+
+
 def _spark_tasks(dags):
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
