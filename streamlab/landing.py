@@ -257,7 +257,8 @@ class WebHdfsFileSystem:
         if st is None:
             return None
         is_dir = st["type"] == "DIRECTORY"
-        return FileStatus(path, posixpath.basename(path.rstrip("/")), is_dir, 0 if is_dir else st["length"])
+        name = posixpath.basename(path.rstrip("/"))
+        return FileStatus(path, name, is_dir, 0 if is_dir else st["length"], st.get("modificationTime", 0))
 
     def list(self, path: str) -> list[FileStatus]:
         from hdfs.util import HdfsError
@@ -267,7 +268,9 @@ class WebHdfsFileSystem:
         except HdfsError:
             return []
         return [
-            FileStatus(posixpath.join(path, n), n, s["type"] == "DIRECTORY", s.get("length", 0))
+            FileStatus(
+                posixpath.join(path, n), n, s["type"] == "DIRECTORY", s.get("length", 0), s.get("modificationTime", 0)
+            )
             for n, s in entries
         ]
 

@@ -35,7 +35,6 @@ STREAMING_DAG = "streaming_wordcount"
 STREAMING_TASK = "wordcount_stream"
 # The streaming DAG's param defaults (tests/dags checks they match); a run's conf overrides them.
 STREAMING_DEFAULTS = {"input_topics": "Hello-Kafka", "group_id": "wordcount", "output_topic": "wordcounts"}
-LANDING_GROUP = "streamlab-landing"  # where the landing mirrors its committed ends (for Kafka's tools)
 HISTORY_RUNS = 30  # landing runs in the chart
 STALE_PROGRESS_S = 120  # an alive query reports at least every ~10 s, also when idle
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamlab import overview
+from streamlab import kafka_groups, overview
 from streamlab.overview import GroupOffset, PartitionOffsets
 
 log = logging.getLogger("streamlab.ui")
@@ -85,26 +85,11 @@ class KafkaClient:
         return out
 
     def group_offsets(self, group: str, topics: Sequence[str]) -> dict[str, dict[int, GroupOffset]]:
-        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-
-        meta = self.admin.list_topics(timeout=KAFKA_TIMEOUT_S).topics
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            if t in meta and not meta[t].error
-            for p in meta[t].partitions
-        ]
-        if not tps:
-            return {}
-        futures = self.admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, tps)], request_timeout=KAFKA_TIMEOUT_S
-        )
         out: dict[str, dict[int, GroupOffset]] = {}
-        for tp in futures[group].result().topic_partitions:
-            if tp.offset >= 0:  # -1001: no offset committed
-                out.setdefault(tp.topic, {})[tp.partition] = GroupOffset(
-                    tp.offset, parse_metadata(tp.metadata)
-                )
+        for topic in topics:
+            found = kafka_groups.group_offsets(self.admin, group, topic, KAFKA_TIMEOUT_S)
+            if found:
+                out[topic] = {p: GroupOffset(offset, meta) for p, (offset, meta) in found.items()}
         return out
 
     def timestamps_at(self, wanted: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
@@ -153,19 +138,6 @@ class KafkaClient:
         finally:
             c.unassign()
         return out
-
-
-def parse_metadata(text: str | None) -> dict[str, Any]:
-    """The streaming job's progress, kept as the metadata of its group's commits (JSON)."""
-    import json
-
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # ---- Airflow's runs, from its metadata database ---------------------------------------------
@@ -372,6 +344,7 @@ def create_app(sections: Sections | None = None):
     app = FastAPI(
         title="Streamlab", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.state.sections = sections  # bench/ui_bench.py refreshes them directly
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
