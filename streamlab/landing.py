@@ -269,7 +269,11 @@ class WebHdfsFileSystem:
             return []
         return [
             FileStatus(
-                posixpath.join(path, n), n, s["type"] == "DIRECTORY", s.get("length", 0), s.get("modificationTime", 0)
+                posixpath.join(path, n),
+                n,
+                s["type"] == "DIRECTORY",
+                s.get("length", 0),
+                s.get("modificationTime", 0),
             )
             for n, s in entries
         ]
