@@ -62,6 +62,9 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("stack")
     env = isolated_env(home, start_dags=True)
     env.setdefault("STREAMLAB_AIRFLOW_PARALLELISM", "6")
+    # test_deadline_alerts holds a landing run past this deadline. A missed deadline only runs
+    # the alert callback (a log line): the other tests' landings are not changed by it.
+    env.setdefault("STREAMLAB_LANDING_DEADLINE_MINUTES", "1")
     # Tests and the code under test find this stack through StackConfig.load().
     with selected_stack(env):
         try:
