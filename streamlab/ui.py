@@ -44,6 +44,8 @@ class KafkaClient:
         self.config = {k: v for k, v in config.items() if "." in k or k == "debug"}  # librdkafka keys only
         self.admin = AdminClient(self.config)
         self._consumer = None
+        # The sections refresh in their own threads; one consumer serves them one at a time.
+        self._consumer_lock = threading.Lock()
         self._words_positions: dict[int, int] = {}
 
     def consumer(self):
@@ -57,6 +59,7 @@ class KafkaClient:
                     "group.id": "streamlab-ui",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",  # a position retention went past
                 }
             )
         return self._consumer
@@ -95,49 +98,57 @@ class KafkaClient:
     def timestamps_at(self, wanted: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, TopicPartition
 
-        c = self.consumer()
-        c.assign([TopicPartition(t, p, o) for (t, p), o in wanted.items()])
         found: dict[tuple[str, int], int] = {}
         deadline = time.monotonic() + KAFKA_TIMEOUT_S
-        try:
-            while len(found) < len(wanted) and time.monotonic() < deadline:
-                msg = c.poll(0.5)
-                if msg is None or msg.error():
-                    continue
-                key = (msg.topic(), msg.partition())
-                kind, ts = msg.timestamp()
-                if key not in found and kind != TIMESTAMP_NOT_AVAILABLE:
-                    found[key] = ts
-        finally:
-            c.unassign()
+        with self._consumer_lock:
+            c = self.consumer()
+            c.assign([TopicPartition(t, p, o) for (t, p), o in wanted.items()])
+            try:
+                while len(found) < len(wanted) and time.monotonic() < deadline:
+                    msg = c.poll(0.5)
+                    if msg is None or msg.error():
+                        continue
+                    key = (msg.topic(), msg.partition())
+                    kind, ts = msg.timestamp()
+                    if key not in found and kind != TIMESTAMP_NOT_AVAILABLE:
+                        found[key] = ts
+            finally:
+                c.unassign()
         return found
 
-    def read_new(self, topic: str, max_s: float = 3.0) -> list[tuple[bytes | None, bytes | None]]:
-        """The records of `topic` appended since the last call (all of them the first time)."""
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+    def read_new(
+        self, topic: str, max_s: float = 3.0
+    ) -> tuple[list[tuple[bytes | None, bytes | None]], bool]:
+        """The records of `topic` appended since the last call (all of them the first time), and
+        whether it started over (the topic was re-created: its offsets went below what was read)."""
+        from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
         parts = self.offsets([topic]).get(topic, {})
+        restarted = any(self._words_positions.get(p, 0) > o.latest for p, o in parts.items())
+        if restarted:
+            self._words_positions.clear()
         todo = {p: o.latest for p, o in parts.items() if self._words_positions.get(p, o.earliest) < o.latest}
+        out: list[tuple[bytes | None, bytes | None]] = []
         if not todo:
-            return []
-        c = self.consumer()
-        c.assign([TopicPartition(topic, p, self._words_positions.get(p, OFFSET_BEGINNING)) for p in todo])
-        out = []
+            return out, restarted
         deadline = time.monotonic() + max_s
-        try:
-            while todo and time.monotonic() < deadline:
-                for msg in c.consume(500, 0.5):
-                    if msg.error():
-                        if msg.error().code() == -191:  # _PARTITION_EOF
+        with self._consumer_lock:
+            c = self.consumer()
+            c.assign([TopicPartition(topic, p, self._words_positions.get(p, OFFSET_BEGINNING)) for p in todo])
+            try:
+                while todo and time.monotonic() < deadline:
+                    for msg in c.consume(500, 0.5):
+                        if msg.error():
+                            if msg.error().code() == KafkaError._PARTITION_EOF:
+                                todo.pop(msg.partition(), None)
+                            continue
+                        out.append((msg.key(), msg.value()))
+                        self._words_positions[msg.partition()] = msg.offset() + 1
+                        if msg.offset() + 1 >= todo.get(msg.partition(), 0):
                             todo.pop(msg.partition(), None)
-                        continue
-                    out.append((msg.key(), msg.value()))
-                    self._words_positions[msg.partition()] = msg.offset() + 1
-                    if msg.offset() + 1 >= todo.get(msg.partition(), 0):
-                        todo.pop(msg.partition(), None)
-        finally:
-            c.unassign()
-        return out
+            finally:
+                c.unassign()
+        return out, restarted
 
 
 # ---- Airflow's runs, from its metadata database ---------------------------------------------
@@ -322,7 +333,10 @@ class Sections:
         )
         output = overview.streaming_params(runs)["output_topic"]
         with self._words_lock:
-            self.words.update(self.kafka.read_new(output))
+            records, restarted = self.kafka.read_new(output)
+            if restarted:
+                self.words = overview.TopWords()
+            self.words.update(records)
             top = self.words.top(10)
         paused = self.airflow.paused(overview.STREAMING_DAG)
         return overview.streaming_section(self.kafka, runs, paused, task, top, overview.now_ms())
