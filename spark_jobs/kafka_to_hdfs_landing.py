@@ -414,14 +414,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def mirror_to_group(report: dict[str, Any], group: kafka_groups.GroupCommitter) -> None:
-    """Commit the topic's committed ends (from its HDFS commit record, via the report) to the
-    consumer group; a failure is a warning and a line of the report, not a failed run."""
+def mirror_to_group(report: dict[str, Any], group: kafka_groups.GroupCommitter, fs, paths) -> None:
+    """Commit the topic's committed ends (its newest HDFS commit record) to the consumer group; a
+    failure is a warning and a line of the report, not a failed run."""
 
     def commit(topic: str, ends: dict[int, int]) -> None:
         group.commit({topic: ends})
 
-    result = kafka_groups.mirror_landing_commit(report, group.group, commit)
+    try:
+        latest = landing.latest_commit(fs, paths)
+    except Exception as e:  # the report's own ends are this run's commit: mirror those
+        log.warning("topic %s: newest commit record not read (%s); mirroring this run's", report["topic"], e)
+        latest = None
+    result = kafka_groups.mirror_landing_commit(report, group.group, commit, latest)
     if result is None:
         return
     if result["committed"]:
@@ -485,7 +490,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "error": str(e)[:4000]})  # fmt: skip
                 continue
             if group is not None:
-                mirror_to_group(reports[-1], group)
+                mirror_to_group(reports[-1], group, fs, paths)
     finally:
         offsets.close()
         spark.stop()

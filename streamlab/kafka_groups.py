@@ -166,14 +166,22 @@ def landing_offsets(record: Mapping[str, Any]) -> dict[int, int]:
 
 
 def mirror_landing_commit(
-    report: dict[str, Any], group: str, commit: Callable[[str, dict[int, int]], None]
+    report: dict[str, Any],
+    group: str,
+    commit: Callable[[str, dict[int, int]], None],
+    latest: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Commit a landed topic's committed ends to `group` with `commit(topic, offsets)`; record the
     result as `report["consumer_group"]`. A failure is recorded, never raised: the data is
-    committed in HDFS, and the next run commits the group again."""
+    committed in HDFS, and the next run commits the group again.
+
+    `latest`, the topic's newest commit record read after this run's commit, wins over the
+    report: a slower run overlapping a newer one then does not move the group back."""
     offsets = landing_offsets(report)
     if not offsets:
         return None
+    if latest is not None and latest.get("end"):
+        offsets = landing_offsets(latest)
     result: dict[str, Any] = {
         "group": group,
         "committed": False,

@@ -74,6 +74,11 @@ def run_link(dag_id: str, run_id: str | None) -> str | None:
     return f"/dags/{dag_id}/runs/{quote(run_id, safe='')}"
 
 
+def _public_run(dag_id: str, run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run as the page shows it: its conf (user input, unused here) stays out."""
+    return {k: v for k, v in run.items() if k != "conf"} | {"link": run_link(dag_id, run.get("run_id"))}
+
+
 def _age_s(now_ms: int, ts_ms: int | None) -> float | None:
     return None if ts_ms is None else round(max(0, now_ms - ts_ms) / 1000, 1)
 
@@ -160,14 +165,16 @@ class JsonCache:
 
     def read(self, fs: FileSystem, st: FileStatus) -> Any:
         key = (st.path, st.length, st.mtime_ms)
-        if key not in self._items:
-            if len(self._items) >= self.limit:
-                self._items.clear()
+        value = self._items.get(key)
+        if value is None:
             try:
-                self._items[key] = json.loads(fs.read(st.path).decode())
+                value = json.loads(fs.read(st.path).decode())
             except (OSError, ValueError) as e:
                 return {"unreadable": str(e)[:200]}
-        return self._items[key]
+            if len(self._items) >= self.limit:
+                self._items.clear()
+            self._items[key] = value
+        return value
 
 
 def report_summary(report: Mapping[str, Any], mtime_ms: int, airflow_run: bool = True) -> dict[str, Any]:
@@ -210,8 +217,8 @@ def landing_section(
     return {
         "reports": len(files),
         "history": history,
-        "runs": [dict(r, link=run_link(LANDING_DAG, r.get("run_id"))) for r in runs],
-        "last_run": dict(runs[0], link=run_link(LANDING_DAG, runs[0].get("run_id"))) if runs else None,
+        "runs": [_public_run(LANDING_DAG, r) for r in runs],
+        "last_run": _public_run(LANDING_DAG, runs[0]) if runs else None,
     }
 
 
@@ -263,7 +270,8 @@ def streaming_section(
     latest_meta: dict[str, Any] = {}
     for parts in group.values():
         for g in parts.values():
-            if g.metadata.get("ts", -1) > latest_meta.get("ts", -1):
+            ts = g.metadata.get("ts")  # another client of the group may commit other metadata
+            if isinstance(ts, (int, float)) and ts > latest_meta.get("ts", -1):
                 latest_meta = g.metadata
     progress_age = _age_s(now_ms, latest_meta.get("ts"))
     task_age = _age_s(now_ms, (task or {}).get("start_ms"))
@@ -285,7 +293,7 @@ def streaming_section(
         "since_last_progress_s": progress_age,
         "task_state": (task or {}).get("state"),
         "try_number": (task or {}).get("try_number"),
-        "run": dict(run, link=run_link(STREAMING_DAG, run.get("run_id"))) if run else None,
+        "run": _public_run(STREAMING_DAG, run) if run else None,
         "top_words": [{"word": w, "count": c} for w, c in top_words],
     }
 
@@ -325,9 +333,11 @@ def batch_section(
 ) -> list[dict[str, Any]]:
     """The newest curated days, each with its `_SUCCESS` summary and the state of its runs."""
     by_day: dict[str, dict[str, Any]] = {}
-    for st in fs.list(lake.WORDCOUNT_ROOT):
-        if st.is_dir and st.name.startswith("dt="):
-            by_day[st.name[3:]] = {"day": st.name[3:], "published": False}
+    folders = sorted(
+        st.name[3:] for st in fs.list(lake.WORDCOUNT_ROOT) if st.is_dir and st.name.startswith("dt=")
+    )
+    for day in folders[-limit:]:  # one status call per day shown, not per day ever published
+        by_day[day] = {"day": day, "published": False}
     for day, row in by_day.items():
         summary_st = fs.status(posixpath.join(lake.wordcount_day(day), lake.SUMMARY_FILE))
         if summary_st is not None:

@@ -20,7 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from streamlab import kafka_groups, overview
 from streamlab.overview import GroupOffset, PartitionOffsets
@@ -28,6 +32,8 @@ from streamlab.overview import GroupOffset, PartitionOffsets
 log = logging.getLogger("streamlab.ui")
 
 REFRESH_S = 5.0
+HUNG_S = 60.0  # a refresh running longer is considered stuck: the next request starts another
+HDFS_TIMEOUT_S = 10.0
 KAFKA_TIMEOUT_S = 5.0
 PAGE = Path(__file__).with_name("ui_page.html")
 
@@ -117,38 +123,41 @@ class KafkaClient:
         return found
 
     def read_new(
-        self, topic: str, max_s: float = 3.0
-    ) -> tuple[list[tuple[bytes | None, bytes | None]], bool]:
-        """The records of `topic` appended since the last call (all of them the first time), and
-        whether it started over (the topic was re-created: its offsets went below what was read)."""
+        self, topic: str, sink: Callable[[list[tuple[bytes | None, bytes | None]]], None], max_s: float = 3.0
+    ) -> bool:
+        """Hand the records of `topic` appended since the last call (all of them the first time) to
+        `sink`, a batch at a time. True, and nothing read, when the topic started over (re-created:
+        its offsets are not where the last call left them); the next call reads it from the start."""
         from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
         parts = self.offsets([topic]).get(topic, {})
-        restarted = any(self._words_positions.get(p, 0) > o.latest for p, o in parts.items())
-        if restarted:
-            self._words_positions.clear()
-        todo = {p: o.latest for p, o in parts.items() if self._words_positions.get(p, o.earliest) < o.latest}
-        out: list[tuple[bytes | None, bytes | None]] = []
+        seen = self._words_positions
+        if any(not (o.earliest <= seen[p] <= o.latest) for p, o in parts.items() if p in seen):
+            seen.clear()
+            return True
+        todo = {p: o.latest for p, o in parts.items() if seen.get(p, o.earliest) < o.latest}
         if not todo:
-            return out, restarted
+            return False
         deadline = time.monotonic() + max_s
         with self._consumer_lock:
             c = self.consumer()
-            c.assign([TopicPartition(topic, p, self._words_positions.get(p, OFFSET_BEGINNING)) for p in todo])
+            c.assign([TopicPartition(topic, p, seen.get(p, OFFSET_BEGINNING)) for p in todo])
             try:
                 while todo and time.monotonic() < deadline:
+                    batch = []
                     for msg in c.consume(500, 0.5):
                         if msg.error():
                             if msg.error().code() == KafkaError._PARTITION_EOF:
                                 todo.pop(msg.partition(), None)
                             continue
-                        out.append((msg.key(), msg.value()))
-                        self._words_positions[msg.partition()] = msg.offset() + 1
+                        batch.append((msg.key(), msg.value()))
+                        seen[msg.partition()] = msg.offset() + 1
                         if msg.offset() + 1 >= todo.get(msg.partition(), 0):
                             todo.pop(msg.partition(), None)
+                    sink(batch)
             finally:
                 c.unassign()
-        return out, restarted
+        return False
 
 
 # ---- Airflow's runs, from its metadata database ---------------------------------------------
@@ -238,14 +247,15 @@ class Snapshot:
     Only the first request waits; later ones get the last value at once (with its age), and a
     failing refresh keeps the last good value beside the error."""
 
-    def __init__(self, compute: Callable[[], Any], max_age: float = REFRESH_S):
+    def __init__(self, compute: Callable[[], Any], max_age: float = REFRESH_S, hung_after: float = HUNG_S):
         self.compute = compute
         self.max_age = max_age
+        self.hung_after = hung_after
         self._lock = threading.Lock()
-        self._refreshing = False
+        self._started: float | None = None  # when the running refresh started
         self.value: Any = None
         self.error: str | None = None
-        self.at = 0.0
+        self.at = 0.0  # when the last refresh ended (0: none yet)
 
     def _refresh(self) -> None:
         try:
@@ -258,21 +268,29 @@ class Snapshot:
                 self.value = value
             self.error = error
             self.at = time.monotonic()
-            self._refreshing = False
+            self._started = None
 
     def get(self) -> dict[str, Any]:
+        now = time.monotonic()
         with self._lock:
-            first = self.at == 0.0 and not self._refreshing
-            stale = time.monotonic() - self.at > self.max_age
-            start = stale and not self._refreshing
+            # A refresh stuck on a service that does not answer is given up on, not waited for.
+            running = self._started is not None and now - self._started < self.hung_after
+            start = not running and (self.at == 0.0 or now - self.at > self.max_age)
+            first = start and self.at == 0.0 and self._started is None
             if start:
-                self._refreshing = True
+                self._started = now
         if first:
             self._refresh()
         elif start:
             threading.Thread(target=self._refresh, daemon=True, name="streamlab-ui-refresh").start()
         with self._lock:
-            return {"data": self.value, "error": self.error, "age_s": round(time.monotonic() - self.at, 1)}
+            never = self.at == 0.0
+            return {
+                "data": self.value,
+                "error": self.error,
+                "age_s": None if never else round(time.monotonic() - self.at, 1),
+                "loading": never and self.error is None,
+            }
 
 
 class Sections:
@@ -281,6 +299,7 @@ class Sections:
     def __init__(self):
         self._kafka: KafkaClient | None = None
         self._fs = None
+        self._clients_lock = threading.Lock()  # the sections refresh in their own threads
         self.airflow = AirflowRuns()
         self.cache = overview.JsonCache()
         self.words = overview.TopWords()
@@ -294,21 +313,27 @@ class Sections:
 
     @property
     def kafka(self) -> KafkaClient:
-        if self._kafka is None:
-            from airflow.sdk import BaseHook
+        with self._clients_lock:
+            if self._kafka is None:
+                from airflow.sdk import BaseHook
 
-            self._kafka = KafkaClient(BaseHook.get_connection("kafka_default").extra_dejson)
-        return self._kafka
+                self._kafka = KafkaClient(BaseHook.get_connection("kafka_default").extra_dejson)
+            return self._kafka
 
     @property
     def fs(self):
-        if self._fs is None:
-            from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
+        with self._clients_lock:
+            if self._fs is None:
+                from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
-            from streamlab.landing import WebHdfsFileSystem
+                from streamlab.landing import WebHdfsFileSystem
 
-            self._fs = WebHdfsFileSystem(WebHDFSHook(webhdfs_conn_id="webhdfs_default").get_conn())
-        return self._fs
+                client = WebHDFSHook(webhdfs_conn_id="webhdfs_default").get_conn()
+                # The hook's client waits forever on a NameNode that does not answer (hdfs.Client
+                # keeps the timeout of each request in `_timeout`).
+                client._timeout = HDFS_TIMEOUT_S
+                self._fs = WebHdfsFileSystem(client)
+            return self._fs
 
     def topics(self) -> list[dict[str, Any]]:
         from streamlab.topics import load_topics
@@ -333,10 +358,9 @@ class Sections:
         )
         output = overview.streaming_params(runs)["output_topic"]
         with self._words_lock:
-            records, restarted = self.kafka.read_new(output)
-            if restarted:
-                self.words = overview.TopWords()
-            self.words.update(records)
+            if self.kafka.read_new(output, self.words.update):
+                self.words = overview.TopWords()  # the topic started over: read it again
+                self.kafka.read_new(output, self.words.update)
             top = self.words.top(10)
         paused = self.airflow.paused(overview.STREAMING_DAG)
         return overview.streaming_section(self.kafka, runs, paused, task, top, overview.now_ms())
@@ -348,15 +372,29 @@ class Sections:
 # ---- the app --------------------------------------------------------------------------------
 
 
-def create_app(sections: Sections | None = None):
-    from airflow.api_fastapi.core_api.security import get_user
-    from fastapi import Depends, FastAPI
-    from fastapi.responses import HTMLResponse
+_bearer = HTTPBearer(auto_error=False)
 
+
+async def require_login(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Any:
+    """Airflow's own check of the caller (`get_user`: the Bearer JWT, else the UI's cookie), imported
+    on the first request: every process that loads plugins (task runners too) imports this module,
+    and the API's security module pulls in the whole API server."""
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return await get_user(request=request, _oauth_token=None, bearer_credentials=credentials)
+
+
+def create_app(sections: Sections | None = None) -> FastAPI:
     sections = sections or Sections()
     # Every route, the page included, needs a valid Airflow login.
     app = FastAPI(
-        title="Streamlab", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None, openapi_url=None
+        title="Streamlab",
+        dependencies=[Depends(require_login)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.sections = sections  # bench/ui_bench.py refreshes them directly
 

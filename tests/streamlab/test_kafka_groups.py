@@ -78,6 +78,18 @@ def test_mirror_records_the_commit_in_the_report(setup):
     json.dumps(report)  # the report stays JSON
 
 
+def test_a_slower_overlapping_run_mirrors_the_newest_commit_not_its_own(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 4, T0)
+    slow = run(fs, paths, kafka)  # committed {0: 2, 1: 2}
+    produce_batch(kafka, 4, T0)
+    run(fs, paths, kafka)  # a newer run committed meanwhile
+    newest = landing.latest_commit(fs, paths)
+    calls = []
+    kafka_groups.mirror_landing_commit(slow, "g", lambda t, o: calls.append((t, o)), newest)
+    assert calls == [("t1", {0: 4, 1: 4})]
+
+
 def test_a_failed_group_commit_is_recorded_not_raised(setup):
     fs, paths, kafka = setup
     produce_batch(kafka, 2, T0)

@@ -198,6 +198,7 @@ def test_streaming_progress_comes_from_the_newest_group_commit_metadata():
     meta_old = {"batch": 4, "ts": 10_000, "in_rps": 1.0, "proc_rps": 2.0, "batch_ms": 300, "rows": 3}
     meta_new = {"batch": 7, "ts": 90_000, "in_rps": 5.5, "proc_rps": 6.5, "batch_ms": 800, "rows": 9}
     kafka = FakeKafka({}, groups={"g2": {"a": {0: GroupOffset(3, meta_old), 1: GroupOffset(4, meta_new)}}})
+    kafka._groups["g2"]["a"][2] = GroupOffset(5, {"ts": None, "note": "another client's metadata"})
     runs = [{"run_id": "r1", "state": "running", "conf": {"group_id": "g2", "input_topics": "a"}}]
     s = overview.streaming_section(
         kafka, runs, False, {"state": "running", "start_ms": 0}, [("x", 3)], 100_000
@@ -212,6 +213,7 @@ def test_streaming_progress_comes_from_the_newest_group_commit_metadata():
     assert s["since_last_progress_s"] == 10.0 and s["state"] == "running"
     assert s["top_words"] == [{"word": "x", "count": 3}]
     assert s["run"]["link"] == "/dags/streaming_wordcount/runs/r1"
+    assert "conf" not in s["run"]  # user input, never shown
 
 
 def test_top_words_kept_bounded_are_exact_for_growing_totals():
@@ -308,3 +310,33 @@ def test_run_links_are_escaped():
         "/dags/d/runs/manual__2025-01-01T00%3A00%3A00%2B00%3A00"
     )
     assert overview.run_link("d", None) is None
+
+
+def test_snapshot_says_loading_while_the_first_refresh_runs_and_gives_up_on_a_hung_one():
+    from streamlab.ui import Snapshot
+
+    release = threading.Event()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(10)  # the first refresh hangs
+            return "late"
+        return "fresh"
+
+    snap = Snapshot(compute, max_age=0.0, hung_after=0.2)
+    first = threading.Thread(target=snap.get)
+    first.start()
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    answer = snap.get()
+    assert answer == {"data": None, "error": None, "age_s": None, "loading": True}
+    time.sleep(0.3)
+    snap.get()  # past hung_after: another refresh starts instead of waiting on the first
+    while snap.get()["data"] != "fresh" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert snap.get()["data"] == "fresh" and snap.get()["loading"] is False
+    release.set()
+    first.join(5)
