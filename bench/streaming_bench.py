@@ -1,32 +1,45 @@
-"""Latency and throughput of the streaming word count (issue 3, "Performance").
+"""The streaming word count against a Kafka Streams peer: latency and throughput, side by side.
 
-    .venv/bin/python bench/streaming_bench.py [--rate 1000] [--seconds 60] [--rates 10000,25000,...]
+    .venv/bin/python bench/streaming_bench.py [--rounds 2] [--latency-rates 1000,10000]
+        [--rates 5000,10000,25000,...] [--seconds 60] [--systems spark,kafka_streams] [--out DIR]
+    .venv/bin/python bench/streaming_bench.py --quick     # the whole pipeline in about a minute
 
-Against the running local stack (`make up`; or STREAMLAB_HOME=... for another one). It starts
-its own instance of spark_jobs/wordcount_stream.py, with the same spark-submit command line as
-DAG `streaming_wordcount` (spark_default's master, local[2] by default; checkpoint on HDFS),
-on fresh topics `bench-in-<tag>` / `bench-out-<tag>`, so Hello-Kafka and wordcounts are not
-touched. Topics and checkpoint are deleted at the end.
+Against the running local stack (`make up`; or STREAMLAB_HOME=... for another one). One input
+topic `bench-in-<tag>` for the whole run; each system, in turn and alone, reads it from its end
+and writes its running totals to its own compacted topic:
+- `spark`: spark_jobs/wordcount_stream.py, with the spark-submit command line of DAG
+  `streaming_wordcount` (spark_default's master, local[2] by default; checkpoint on HDFS);
+- `kafka_streams`: bench/kafka_streams (the same words, totals as the same text values),
+  exactly_once_v2 and 2 stream threads, -Xmx1g (Spark's driver default), `make bench-deps`
+  builds it (this script too, on first use).
+Rounds alternate the order (spark first, then the peer first, ...): background load that drifts
+during a run (the stack's own landing every 10 minutes) falls on both.
 
-1. Latency: --rate lines/s (default 1,000) for --seconds (60), each line ~10 words including a
-   unique marker word. Latency of a line = from just before `produce()` to the moment its
-   marker's count (1) is read back from the output topic, both clocks in this process. After
-   a warm-up of --warmup seconds (not counted). Reported: p50, p90, p99, max, lost markers.
-2. Throughput: for each rate of --rates, --seconds of lines (~10 words each, every 200th with a
-   marker). The job's lag (lines produced - lines whose marker is visible) is sampled each second.
-   It is a saw-tooth (it grows during a micro-batch and drops when the batch's counts appear), so
-   its troughs are compared: minimum over the --trough-window seconds around mid-run vs. the
-   last --trough-window seconds. A rate is sustained when the producer kept the rate, the end
-   trough is at most --max-lag-s seconds of input, the trough grew by less than 2 % of the rate
-   per second, and the backlog drained within --max-lag-s + 5 s once producing stopped. The
-   ladder stops at the first rate not sustained. Reported: the highest sustained rate.
+Per system and round:
+1. Latency at each --latency-rates (lines/s) for --seconds after --warmup seconds: each line ~10
+   words; a unique marker word on every line at 1,000 lines/s (every rate/1000-th line above).
+   Latency of a line = from just before `produce()` to the moment its marker's count is read back
+   from the system's output topic (read_committed), both clocks in this process. p50/p90/p99/max,
+   markers lost.
+2. Throughput ladder (--rates): --seconds of lines at each rate (every 200th with a marker). The
+   lag (lines produced - lines whose marker is visible) is sampled each second; a rate is
+   sustained when the producer kept it, the lag's trough at the end is at most --max-lag-s
+   seconds of input and grew by less than 2 % of the rate per second since mid-run, and the
+   backlog drained within --max-lag-s + 5 s. The ladder stops at the first rate not sustained.
+3. Memory: the RSS of the system's processes (largest of the samples after each phase).
+
+Writes <out>/streaming.json (every round, the summary, the ratios Spark / peer, the goals of
+issue 12) and <out>/streaming.png (latency over input rate; highest sustained rate), and prints
+a table. Topics, checkpoints and the peer's state are deleted at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -35,16 +48,20 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import psutil  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from bench.report import finite, percentile, plot_streaming, summarize_streaming, write_json  # noqa: E402
 from streamlab import deps  # noqa: E402
 from streamlab.config import StackConfig  # noqa: E402
+from streamlab.stack.java import java_binary  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "wordcount_stream.py"
 WORDS_PER_LINE = 10
@@ -167,57 +184,125 @@ class MarkerWatcher(threading.Thread):
         self.consumer.close()
 
 
-# ---- the job ----------------------------------------------------------------------------------
+# ---- the systems under test -------------------------------------------------------------------
+
+
+class WordCount:
+    """One word count reading `in_topic` from its end, writing totals to `out_topic`."""
+
+    name = ""
+
+    def __init__(self, cfg: StackConfig, in_topic: str, out_topic: str, ident: str, log: Path, args):
+        self.cfg, self.in_topic, self.out_topic, self.ident, self.log, self.args = (
+            cfg, in_topic, out_topic, ident, log, args,
+        )  # fmt: skip
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=self.cfg.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_mib(self) -> float | None:
+        """RSS of the process and all its descendants (the JVMs, Spark's Python workers)."""
+        if not self.alive():
+            return None
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return None
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += proc.memory_info().rss
+        return total / 2**20
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+
+    def cleanup(self, admin: AdminClient) -> None:
+        """Delete what the system left in Kafka and on disk (after stop())."""
+
+
+class SparkWordCount(WordCount):
+    name = "spark"
+
+    def command(self) -> list[str]:
+        confs = [x for kv in self.args.spark_conf for x in ("--conf", kv)]
+        return [
+            str(REPO / ".venv" / "bin" / "spark-submit"),
+            *confs,
+            "--master", spark_master(self.cfg),
+            "--name", f"bench-{self.ident}",
+            "--py-files", str(deps.ensure_python_archive()),
+            str(JOB), self.cfg.kafka_bootstrap, self.in_topic, self.ident,
+            "--output-topic", self.out_topic,
+            "--checkpoint", f"{CHECKPOINTS}/{self.ident}",
+            "--starting-offsets", "latest",
+            *self.args.job_arg,
+        ]  # fmt: skip
+
+    def cleanup(self, admin: AdminClient) -> None:
+        subprocess.run(
+            [str(REPO / "bin" / "hdfs"), "dfs", "-rm", "-r", "-f", "-skipTrash", f"{CHECKPOINTS}/{self.ident}"],
+            env=self.cfg.env(), capture_output=True, timeout=120,
+        )  # fmt: skip
+        delete_groups(admin, [self.ident])
+
+
+class KafkaStreamsWordCount(WordCount):
+    name = "kafka_streams"
+
+    def command(self) -> list[str]:
+        self.state_dir = Path(tempfile.mkdtemp(prefix=f"{self.ident}-state-"))
+        classpath = f"{self.args.peer_jar}{os.pathsep}{self.cfg.jars('kafka-streams')}/*"
+        settings = [f"state.dir={self.state_dir}", "num.stream.threads=2", *self.args.peer_conf]
+        return [
+            java_binary(), f"-Xmx{self.args.peer_heap}", "-cp", classpath, "streamlab.bench.KafkaStreamsWordCount",
+            self.cfg.kafka_bootstrap, self.in_topic, self.out_topic, self.ident, *settings,
+        ]  # fmt: skip
+
+    def cleanup(self, admin: AdminClient) -> None:
+        shutil.rmtree(getattr(self, "state_dir", ""), ignore_errors=True)
+        internal = [t for t in admin.list_topics(timeout=30).topics if t.startswith(f"{self.ident}-")]
+        if internal:
+            admin.delete_topics(internal)
+        delete_groups(admin, [self.ident])
+
+
+SYSTEMS = {cls.name: cls for cls in (SparkWordCount, KafkaStreamsWordCount)}
+CHECKPOINTS = "/checkpoints/bench"
 
 
 def spark_master(cfg: StackConfig) -> str:
     return os.environ.get("STREAMLAB_SPARK_MASTER") or cfg.spark_master
 
 
-def start_job(
-    cfg: StackConfig, in_topic: str, out_topic: str, group: str, log: Path, args: argparse.Namespace
-) -> subprocess.Popen:
-    confs = [x for kv in args.spark_conf for x in ("--conf", kv)]
-    cmd = [
-        str(REPO / ".venv" / "bin" / "spark-submit"),
-        *confs,
-        "--master", spark_master(cfg),
-        "--name", f"bench-{group}",
-        "--py-files", str(deps.ensure_python_archive()),
-        str(JOB), cfg.kafka_bootstrap, in_topic, group,
-        "--output-topic", out_topic,
-        "--checkpoint", f"/checkpoints/bench/{group}",
-        *args.job_arg,
-    ]  # fmt: skip
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            cmd, env=cfg.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop_job(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-
-
-def delete_checkpoint(cfg: StackConfig, group: str) -> None:
-    subprocess.run(
-        [str(REPO / "bin" / "hdfs"), "dfs", "-rm", "-r", "-f", "-skipTrash", f"/checkpoints/bench/{group}"],
-        env=cfg.env(), capture_output=True, timeout=120,
-    )  # fmt: skip
+def delete_groups(admin: AdminClient, groups: list[str]) -> None:
+    for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
+        with contextlib.suppress(Exception):  # a group that never committed does not exist
+            future.result()
 
 
 # ---- phases ---------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def wait_visible(watcher: MarkerWatcher, seq: int, timeout: float) -> bool:
@@ -229,25 +314,38 @@ def wait_visible(watcher: MarkerWatcher, seq: int, timeout: float) -> bool:
     return False
 
 
-def latency_phase(producer: PacedProducer, watcher: MarkerWatcher, args) -> dict:
-    producer.run(args.rate, args.warmup, marker_every=1, record=False)
+def wait_ready(producer: PacedProducer, watcher: MarkerWatcher, system: WordCount, timeout: float) -> float:
+    """Seconds from start until a marker made the round trip. The system reads from the end of
+    the topic as it was when it first asked: markers are sent every second until one is seen."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if not system.alive():
+            sys.exit(f"{system.name} exited with {system.proc.returncode}; see {system.log}")
+        producer.run(1, 1, marker_every=1)
+        if watcher.seen_at:
+            return time.perf_counter() - start
+    sys.exit(f"{system.name} counted nothing within {timeout:.0f} s; see {system.log}")
+
+
+def latency_phase(producer: PacedProducer, watcher: MarkerWatcher, rate: int, args) -> dict:
+    every = max(1, rate // 1000)  # about 1,000 markers/s: each is a new word in the state
+    producer.run(rate, args.warmup, marker_every=every, record=False)
     first = producer.seq
-    achieved = producer.run(args.rate, args.seconds, marker_every=1)
+    achieved = producer.run(rate, args.seconds, marker_every=every)
     last = producer.seq - 1
-    wait_visible(watcher, last, 60)
+    wait_visible(watcher, last, args.drain_timeout)
     time.sleep(2)
     lat = [watcher.seen_at[s] - producer.sent_at[s] for s in range(first, last + 1) if s in watcher.seen_at]
-    lost = (last - first + 1) - len(lat)
     return {
-        "rate": args.rate,
+        "rate": rate,
         "achieved": achieved,
-        "lines": last - first + 1,
-        "p50": percentile(lat, 50),
-        "p90": percentile(lat, 90),
-        "p99": percentile(lat, 99),
-        "max": max(lat),
-        "mean": statistics.fmean(lat),
-        "lost": lost,
+        "markers": last - first + 1,
+        "p50": percentile(lat, 50) if lat else None,
+        "p90": percentile(lat, 90) if lat else None,
+        "p99": percentile(lat, 99) if lat else None,
+        "max": max(lat) if lat else None,
+        "mean": statistics.fmean(lat) if lat else None,
+        "lost": (last - first + 1) - len(lat),
     }
 
 
@@ -275,135 +373,253 @@ def throughput_step(producer: PacedProducer, watcher: MarkerWatcher, rate: int, 
     drain_start = time.perf_counter()
     drained = wait_visible(watcher, last, args.drain_timeout)
     drain_s = time.perf_counter() - drain_start if drained else float("inf")
-    # The lag is a saw-tooth (it grows during a micro-batch, drops when the batch's counts become
-    # visible): compare its troughs (minimum over a window longer than a batch), mid-run vs. end.
-    window = args.trough_window
-    mid_t = args.seconds / 2
-    mid = min((lag for t, lag in samples if mid_t - window / 2 <= t <= mid_t + window / 2), default=0.0)
-    end = min((lag for t, lag in samples if t >= args.seconds - window), default=float("inf"))
-    growth = (end - mid) / (args.seconds / 2)  # lines/s of lag gained per second
     lat = [
         watcher.seen_at[s] - producer.sent_at[s] for s in range(base_seq, last + 1) if s in watcher.seen_at
     ]
-    sustained = (
-        achieved >= 0.97 * rate
-        and end <= args.max_lag_s * rate
-        and growth <= 0.02 * rate
-        and drained
-        and drain_s <= args.max_lag_s + 5
-    )
+    verdict = judge_step(samples, rate, achieved, drain_s, args.seconds, args.trough_window, args.max_lag_s)
     return {
         "rate": rate,
         "achieved": achieved,
         "lines": producer.produced - base_lines,
-        "end_lag_lines": end,
-        "end_lag_s": end / rate,
-        "lag_growth": growth,
-        "drain_s": drain_s,
-        "p50": percentile(lat, 50) if lat else float("nan"),
-        "p99": percentile(lat, 99) if lat else float("nan"),
-        "sustained": sustained,
+        **verdict,
+        "drain_s": finite(drain_s),
+        "p50": percentile(lat, 50) if lat else None,
+        "p99": percentile(lat, 99) if lat else None,
     }
+
+
+def judge_step(
+    samples: list[tuple[float, float]],
+    rate: float,
+    achieved: float,
+    drain_s: float,
+    seconds: float,
+    window: float,
+    max_lag_s: float,
+) -> dict:
+    """Was `rate` sustained? The lag is a saw-tooth (it grows during a micro-batch or a commit
+    interval and drops when the counts become visible): its troughs (minimum over a window longer
+    than a batch) are compared, mid-run vs. the end."""
+    mid_t = seconds / 2
+    mid = min((lag for t, lag in samples if mid_t - window / 2 <= t <= mid_t + window / 2), default=0.0)
+    end = min((lag for t, lag in samples if t >= seconds - window), default=float("inf"))
+    growth = (end - mid) / (seconds / 2)  # lines/s of lag gained per second
+    sustained = (
+        achieved >= 0.97 * rate
+        and end <= max_lag_s * rate
+        and growth <= 0.02 * rate
+        and drain_s <= max_lag_s + 5
+    )
+    return {"end_lag_s": finite(end / rate), "lag_growth": finite(growth), "sustained": sustained}
+
+
+def measure(system: WordCount, producer: PacedProducer, args) -> dict:
+    """Start the system, run every phase against it alone, stop it."""
+    watcher = MarkerWatcher(system.cfg, system.out_topic, producer.tag)
+    watcher.start()
+    rss: list[float | None] = []
+    result: dict = {"latency": [], "throughput": []}
+    system.start()
+    try:
+        result["ready_s"] = wait_ready(producer, watcher, system, args.ready_timeout)
+        say(f"  {system.name}: counting after {result['ready_s']:.1f} s (load {os.getloadavg()[0]:.1f})")
+        for rate in args.latency_rates:
+            r = latency_phase(producer, watcher, rate, args)
+            result["latency"].append(r)
+            rss.append(system.rss_mib())
+            say(
+                f"  {system.name}: latency at {rate:,} lines/s ({r['markers']} markers, achieved "
+                f"{r['achieved']:,.0f}/s): p50 {fmt(r['p50'])}  p90 {fmt(r['p90'])}  p99 {fmt(r['p99'])}  "
+                f"max {fmt(r['max'])}  lost {r['lost']}  (load {os.getloadavg()[0]:.1f})"
+            )
+        if args.rates:
+            # JIT and caches warm at the first rate, not counted.
+            producer.run(args.rates[0], args.warmup, marker_every=args.marker_every, record=False)
+            wait_visible(watcher, producer.seq - 1, args.drain_timeout)
+        for rate in args.rates:
+            if not system.alive():
+                sys.exit(f"{system.name} died; see {system.log}")
+            r = throughput_step(producer, watcher, rate, args)
+            result["throughput"].append(r)
+            rss.append(system.rss_mib())
+            say(
+                f"  {system.name}: rate {rate:>7,}/s  achieved {r['achieved']:>8,.0f}/s  end lag "
+                f"{fmt(r['end_lag_s'])}  drain {fmt(r['drain_s'])}  p50 {fmt(r['p50'])}  p99 {fmt(r['p99'])}  "
+                f"{'sustained' if r['sustained'] else 'NOT sustained'}  (load {os.getloadavg()[0]:.1f})"
+            )
+            if not r["sustained"]:
+                break
+    finally:
+        watcher.stopping.set()
+        system.stop()
+    result["rss_mib"] = max((m for m in rss if m is not None), default=None)
+    return result
+
+
+def fmt(seconds: float | None) -> str:
+    return "  -   " if seconds is None else f"{seconds:6.3f} s"
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 # ---- main -------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rate", type=int, default=1000, help="lines/s of the latency phase")
+    p.add_argument(
+        "--systems", default="spark,kafka_streams", help=f"comma-separated, of {', '.join(SYSTEMS)}"
+    )
+    p.add_argument("--rounds", type=int, default=2, help="rounds; each measures every system once")
+    p.add_argument("--latency-rates", default="1000,10000", help="lines/s of the latency phases")
+    p.add_argument("--rates", default="5000,10000,25000,50000,75000,100000,150000", help="throughput ladder")
     p.add_argument("--seconds", type=float, default=60.0, help="duration of each measured phase")
     p.add_argument("--warmup", type=float, default=15.0)
-    p.add_argument("--rates", default="10000,25000,50000,75000,100000", help="throughput ladder, lines/s")
     p.add_argument("--marker-every", type=int, default=200, help="throughput phase: lines per marker")
     p.add_argument("--max-lag-s", type=float, default=5.0, help="lag allowed at the end, in seconds of input")
     p.add_argument(
         "--trough-window", type=float, default=15.0, help="seconds over which lag troughs are taken"
     )
-    p.add_argument("--drain-timeout", type=float, default=120.0)
+    p.add_argument("--drain-timeout", type=float, default=60.0)
+    p.add_argument("--ready-timeout", type=float, default=240.0)
     p.add_argument("--spark-conf", action="append", default=[], help="k=v, passed as spark-submit --conf")
     p.add_argument(
-        "--job-arg", action="append", default=[], help="extra job option, e.g. --job-arg=--trigger=1s"
+        "--job-arg", action="append", default=[], help="extra Spark job option, e.g. --job-arg=--trigger=1s"
     )
-    p.add_argument("--skip-latency", action="store_true")
-    p.add_argument("--skip-throughput", action="store_true")
-    args = p.parse_args()
-
-    cfg = StackConfig.load()
-    tag = uuid.uuid4().hex[:8]
-    in_topic, out_topic, group = f"bench-in-{tag}", f"bench-out-{tag}", f"bench-{tag}"
-    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
-    for f in admin.create_topics(
-        [NewTopic(in_topic, 1, 1), NewTopic(out_topic, 1, 1, config={"cleanup.policy": "compact"})]
-    ).values():
-        f.result(60)
-    log = Path(tempfile.gettempdir()) / f"streaming_bench-{tag}.log"
-    print(f"stack {cfg.home}; job log {log}; master {spark_master(cfg)}; topics {in_topic} -> {out_topic}")
-    job = start_job(cfg, in_topic, out_topic, group, log, args)
-    watcher = MarkerWatcher(cfg, out_topic, tag)
-    watcher.start()
-    producer = PacedProducer(cfg, in_topic, tag)
-    results: dict[str, object] = {}
-    try:
-        # Ready = one marker round-trip (includes the JVM start).
-        producer.run(10, 1, marker_every=1)
-        if not wait_visible(watcher, 0, 240):
-            sys.exit(f"the job produced nothing within 240 s; see {log}")
-        print(f"job ready; load average {os.getloadavg()[0]:.1f}")
-
-        if not args.skip_latency:
-            r = latency_phase(producer, watcher, args)
-            results["latency"] = r
-            print(
-                f"latency at {r['rate']} lines/s for {args.seconds:.0f} s ({r['lines']} lines, achieved "
-                f"{r['achieved']:.0f}/s): p50 {r['p50']:.3f} s  p90 {r['p90']:.3f} s  p99 {r['p99']:.3f} s  "
-                f"max {r['max']:.3f} s  lost {r['lost']}",
-                flush=True,
-            )
-        steps = []
-        if not args.skip_throughput:
-            rates = [int(x) for x in args.rates.split(",") if x]
-            # JIT and caches warm at a high rate first, not counted.
-            producer.run(rates[0], args.warmup, marker_every=args.marker_every, record=False)
-            wait_visible(watcher, producer.seq - 1, args.drain_timeout)
-            for rate in rates:
-                if job.poll() is not None:
-                    sys.exit(f"the job died; see {log}")
-                r = throughput_step(producer, watcher, rate, args)
-                steps.append(r)
-                print(
-                    f"rate {rate:>7}/s: achieved {r['achieved']:>8.0f}/s  end lag {r['end_lag_s']:6.2f} s  "
-                    f"lag growth {r['lag_growth']:>7.0f} lines/s  drain {r['drain_s']:6.2f} s  "
-                    f"p50 {r['p50']:6.2f} s  p99 {r['p99']:6.2f} s  "
-                    f"{'sustained' if r['sustained'] else 'NOT sustained'}  (load {os.getloadavg()[0]:.1f})",
-                    flush=True,
-                )
-                if not r["sustained"]:
-                    break
-            results["throughput"] = steps
-    finally:
-        watcher.stopping.set()
-        stop_job(job)
-        admin.delete_topics([in_topic, out_topic])
-        delete_checkpoint(cfg, group)
-
-    print()
-    print(f"| measure (load average at end {os.getloadavg()[0]:.1f}) | value |")
-    print("|---|---|")
-    if "latency" in results:
-        r = results["latency"]
-        print(f"| latency p50 at {r['rate']} lines/s, {args.seconds:.0f} s | {r['p50']:.2f} s |")
-        print(f"| latency p99 at {r['rate']} lines/s, {args.seconds:.0f} s | {r['p99']:.2f} s |")
-        print(f"| markers lost | {r['lost']} |")
-    if steps:
-        ok = [s["rate"] for s in steps if s["sustained"]]
-        print(
-            f"| max sustained rate ({WORDS_PER_LINE} words/line, {args.seconds:.0f} s, lag not growing) | "
-            + (f"{max(ok):,} lines/s" if ok else f"< {steps[0]['rate']:,} lines/s")
-            + (f" (next step {steps[-1]['rate']:,} not sustained)" if not steps[-1]["sustained"] else "")
-            + " |"
+    p.add_argument(
+        "--peer-conf", action="append", default=[], help="k=v, a Kafka Streams setting of the peer"
+    )
+    p.add_argument("--peer-heap", default="1g", help="the peer's -Xmx")
+    p.add_argument(
+        "--out", type=Path, help="folder of streaming.json / streaming.png (default bench/results)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="1 round, 4 s phases, one rate each: proves the pipeline"
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds, args.warmup, args.trough_window, args.drain_timeout = (
+            1,
+            4.0,
+            2.0,
+            2.0,
+            30.0,
         )
+        args.latency_rates, args.rates, args.marker_every = "1000", "2000", 20
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="streaming-bench-quick-"))
+    args.out = args.out or REPO / "bench" / "results"
+    args.systems = [s for s in args.systems.split(",") if s]
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown system(s) {', '.join(sorted(unknown))}; known: {', '.join(SYSTEMS)}")
+    args.latency_rates = [int(x) for x in args.latency_rates.split(",") if x]
+    args.rates = [int(x) for x in args.rates.split(",") if x]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = StackConfig.load()
+    if "kafka_streams" in args.systems:
+        args.peer_jar = deps.build_bench_peer(cfg)
+    tag = uuid.uuid4().hex[:8]
+    in_topic = f"bench-in-{tag}"
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    for f in admin.create_topics([NewTopic(in_topic, 1, 1)]).values():
+        f.result(60)
+    logs = Path(tempfile.mkdtemp(prefix=f"streaming-bench-{tag}-"))
+    say(f"stack {cfg.home}; master {spark_master(cfg)}; input {in_topic}; logs {logs}; "
+        f"{args.rounds} round(s) of {', '.join(args.systems)}")  # fmt: skip
+    producer = PacedProducer(cfg, in_topic, tag)
+    started = datetime.now(timezone.utc)
+    load_start = os.getloadavg()[0]
+    rounds: list[dict] = []
+    out_topics: list[str] = []
+    try:
+        for n in range(args.rounds):
+            order = args.systems if n % 2 == 0 else args.systems[::-1]
+            say(f"round {n + 1}/{args.rounds}: {' then '.join(order)}")
+            systems = {}
+            for name in order:
+                ident = f"bench-{tag}-{name.replace('_', '-')}-{n + 1}"
+                out_topic = f"{ident}-out"
+                for f in admin.create_topics(
+                    [NewTopic(out_topic, 1, 1, config={"cleanup.policy": "compact"})]
+                ).values():
+                    f.result(60)
+                out_topics.append(out_topic)
+                system = SYSTEMS[name](cfg, in_topic, out_topic, ident, logs / f"{ident}.log", args)
+                try:
+                    systems[name] = measure(system, producer, args)
+                finally:
+                    system.cleanup(admin)
+            rounds.append({"round": n + 1, "order": order, "systems": systems})
+    finally:
+        admin.delete_topics([in_topic, *out_topics])
+
+    summary = summarize_streaming(rounds)
+    results = {
+        "bench": "streaming",
+        "started": started.isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "load_at_start": load_start, "load_at_end": os.getloadavg()[0]},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "rounds": rounds,
+        "summary": summary,
+    }
+    json_path, png_path = args.out / "streaming.json", args.out / "streaming.png"
+    write_json(json_path, results)
+    plot_streaming(
+        summary,
+        png_path,
+        f"streaming word count vs. Kafka Streams, {args.rounds} round(s), {os.cpu_count()} cores, "
+        f"{started:%Y-%m-%d}" + (" (--quick)" if args.quick else ""),
+    )
+    print()
+    for line in summary_table(summary):
+        print(line)
+    say(f"\nwrote {json_path} and {png_path}")
     return 0
+
+
+def summary_table(summary: dict) -> list[str]:
+    def cell(s: dict | None, unit: str = " s", digits: int = 2) -> str:
+        if not s:
+            return "-"
+        return f"{s['median']:,.{digits}f}{unit} ({s['min']:,.{digits}f}-{s['max']:,.{digits}f})"
+
+    names = list(summary["systems"])
+    rows = [
+        "| measure (median of rounds, min-max) | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    rates = sorted({int(r) for n in names for r in summary["systems"][n]["latency"]})
+    for rate in rates:
+        for q in ("p50", "p99"):
+            cells = [cell(summary["systems"][n]["latency"].get(str(rate), {}).get(q)) for n in names]
+            rows.append(f"| latency {q} at {rate:,} lines/s | " + " | ".join(cells) + " |")
+        lost = [str(summary["systems"][n]["latency"].get(str(rate), {}).get("lost", "-")) for n in names]
+        rows.append(f"| markers lost at {rate:,} lines/s | " + " | ".join(lost) + " |")
+    rows.append(
+        "| highest sustained rate (lines/s) | "
+        + " | ".join(cell(summary["systems"][n]["max_sustained"], "", 0) for n in names)
+        + " |"
+    )
+    rows.append(
+        "| RSS of its processes (MiB) | "
+        + " | ".join(cell(summary["systems"][n]["rss_mib"], "", 0) for n in names)
+        + " |"
+    )
+    ratios = summary.get("ratios")
+    if ratios:
+        tp = ratios["throughput"]
+        rows.append("")
+        rows.append(f"Spark / peer: sustained throughput {'-' if tp is None else f'{tp:.2f}x'}; p99 " + ", ".join(
+            f"{'-' if r is None else f'{r:.2f}x'} at {int(rate):,} lines/s" for rate, r in ratios["p99"].items()
+        ))  # fmt: skip
+        rows.append("goals: " + ", ".join(f"{k} {v}" for k, v in summary["goals"].items()))
+    return rows
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ compile the project's own Java (jvm/src: the landing's Parquet writer) into
 
     python -m streamlab.deps                     # all of it (`make deps`, `make up`)
     python -m streamlab.deps --python-archive    # only the archive (the Dockerfile)
+    python -m streamlab.deps --bench             # what only the benches need (`make bench-deps`):
+                                                 # Kafka Streams and the streaming bench's peer
 
 The archive holds the package's .py files only, with fixed dates and modes: the same sources
 give the same bytes. Its zip comment is the SHA-256 of those sources: `make deps` repacks it
@@ -36,11 +38,14 @@ from pathlib import Path
 from streamlab.config import REPO, StackConfig
 
 GROUPS = ("kafka", "hadoop", "spark-kafka")
+BENCH_GROUPS = ("kafka-streams",)
 PACKAGE = REPO / "streamlab"
 PYTHON_ARCHIVE = "streamlab.zip"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: no build time in the bytes
 JAVA_SOURCES = REPO / "jvm" / "src" / "main" / "java"
 PROJECT_JAR = "streamlab-jvm.jar"
+PEER_SOURCES = REPO / "bench" / "kafka_streams"
+PEER_JAR = "kafka-streams-wordcount.jar"
 
 
 def pinned_spark_version() -> str:
@@ -56,9 +61,9 @@ def _stamp(group: str, spark_version: str) -> str:
     return hashlib.sha256(pom + group.encode() + spark_version.encode()).hexdigest()
 
 
-def ensure(cfg: StackConfig) -> None:
+def ensure(cfg: StackConfig, groups: tuple[str, ...] = GROUPS) -> None:
     spark_version = pinned_spark_version()
-    for group in GROUPS:
+    for group in groups:
         target = cfg.jars(group)
         stamp_file = target / ".stamp"
         stamp = _stamp(group, spark_version)
@@ -119,31 +124,45 @@ def pyspark_jars() -> str:
 
 def build_project_jar(cfg: StackConfig) -> None:
     """javac + zip of jvm/src, rebuilt when a source or the Spark pin changes."""
-    spark_version = pinned_spark_version()
-    sources = sorted(JAVA_SOURCES.rglob("*.java"))
-    digest = hashlib.sha256(spark_version.encode())
+    classpath = [os.path.join(pyspark_jars(), "*"), str(cfg.jars("spark-kafka") / "*")]
+    compile_jar(JAVA_SOURCES, classpath, cfg.jars("streamlab") / PROJECT_JAR, pinned_spark_version())
+
+
+def build_bench_peer(cfg: StackConfig) -> Path:
+    """The Kafka Streams word count of bench/kafka_streams (resolving Kafka Streams first);
+    returns its jar. Run it with `cfg.jars("kafka-streams")` on the classpath."""
+    ensure(cfg, BENCH_GROUPS)
+    jar = cfg.jars("bench-peer") / PEER_JAR
+    compile_jar(PEER_SOURCES, [str(cfg.jars("kafka-streams") / "*")], jar, _stamp("kafka-streams", ""))
+    return jar
+
+
+def compile_jar(sources_root: Path, classpath: list[str], jar_path: Path, key: str) -> None:
+    """javac + zip of the .java files under `sources_root` into `jar_path`; skipped when the
+    sources and `key` (what else the classes depend on: a pin) are those of the last build."""
+    sources = sorted(sources_root.rglob("*.java"))
+    digest = hashlib.sha256(key.encode())
     for src in sources:
-        digest.update(str(src.relative_to(JAVA_SOURCES)).encode() + src.read_bytes())
-    target = cfg.jars("streamlab")
+        digest.update(str(src.relative_to(sources_root)).encode() + src.read_bytes())
+    target = jar_path.parent
     stamp_file = target / ".stamp"
-    if stamp_file.exists() and stamp_file.read_text() == digest.hexdigest():
+    if jar_path.exists() and stamp_file.exists() and stamp_file.read_text() == digest.hexdigest():
         return
-    print(f"[streamlab] compiling jvm/src into {target / PROJECT_JAR}", flush=True)
+    print(f"[streamlab] compiling {sources_root.relative_to(REPO)} into {jar_path}", flush=True)
     classes = Path(tempfile.mkdtemp(prefix="streamlab-javac-"))
     try:
-        classpath = os.pathsep.join([os.path.join(pyspark_jars(), "*"), str(cfg.jars("spark-kafka") / "*")])
         cmd = [javac_binary(), "--release", "17", "-nowarn", "-Xlint:none", "-d", str(classes),
-               "-cp", classpath, *map(str, sources)]  # fmt: skip
+               "-cp", os.pathsep.join(classpath), *map(str, sources)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"[streamlab] javac failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
         target.mkdir(parents=True, exist_ok=True)
-        tmp = target / (PROJECT_JAR + ".partial")
+        tmp = jar_path.with_name(jar_path.name + ".partial")
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as jar:
             jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: streamlab.deps\n")
             for f in sorted(classes.rglob("*.class")):
                 jar.write(f, str(f.relative_to(classes)))
-        tmp.replace(target / PROJECT_JAR)  # atomic: a half-written jar is never on a classpath
+        tmp.replace(jar_path)  # atomic: a half-written jar is never on a classpath
         stamp_file.write_text(digest.hexdigest())
     finally:
         shutil.rmtree(classes, ignore_errors=True)
@@ -241,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--python-archive", action="store_true", help="only pack the streamlab package (no Maven, no JDK)"
     )
+    parser.add_argument(
+        "--bench", action="store_true", help="only what the benches add: Kafka Streams and its word count"
+    )
     args = parser.parse_args(argv)
+    if args.bench:
+        build_bench_peer(StackConfig.load())
+        return 0
     if not args.python_archive:
         cfg = StackConfig.load()
         ensure(cfg)

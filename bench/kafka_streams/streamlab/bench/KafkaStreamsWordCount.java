@@ -1,0 +1,101 @@
+package streamlab.bench;
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Properties;
+import java.util.concurrent.CountDownLatch;
+import java.util.regex.Pattern;
+
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
+import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.Produced;
+
+/**
+ * The streaming word count's peer in the benchmark (bench/streaming_bench.py): the same input
+ * topic, the same words (streamlab/textproc.py: maximal runs of Unicode letters and digits after
+ * lower-casing; words longer than 1,000,000 UTF-8 bytes left out, as the Spark job does), running
+ * totals to a compacted topic (key word, value the count as decimal text, as the Spark job writes).
+ *
+ * <pre>
+ * java -cp kafka-streams-wordcount.jar:.deps/jars/kafka-streams/* streamlab.bench.KafkaStreamsWordCount \
+ *     BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC APPLICATION_ID [streams.config=value ...]
+ * </pre>
+ *
+ * Defaults: exactly_once_v2 (exact totals, like the Spark job's checkpointed state; its commit
+ * interval is 100 ms), a new application reads from the end of the input (auto.offset.reset latest).
+ * Each extra argument is a Kafka Streams setting and wins over the defaults.
+ */
+public final class KafkaStreamsWordCount {
+    private static final Pattern WORD_SEPARATOR = Pattern.compile("[^\\p{L}\\p{N}]+");
+    private static final int MAX_WORD_BYTES = 1_000_000;
+
+    private KafkaStreamsWordCount() {}
+
+    static List<String> words(String line) {
+        List<String> out = new ArrayList<>();
+        if (line == null) {
+            return out;
+        }
+        for (String word : WORD_SEPARATOR.split(line.toLowerCase(Locale.ROOT))) {
+            if (!word.isEmpty() && word.getBytes(StandardCharsets.UTF_8).length <= MAX_WORD_BYTES) {
+                out.add(word);
+            }
+        }
+        return out;
+    }
+
+    public static void main(String[] args) throws InterruptedException {
+        if (args.length < 4) {
+            System.err.println("usage: KafkaStreamsWordCount BOOTSTRAP INPUT OUTPUT APPLICATION_ID [key=value ...]");
+            System.exit(2);
+        }
+        Properties props = new Properties();
+        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
+        props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[3]);
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+        props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "latest");
+        for (int i = 4; i < args.length; i++) {
+            int eq = args[i].indexOf('=');
+            if (eq <= 0) {
+                System.err.println("not a key=value setting: " + args[i]);
+                System.exit(2);
+            }
+            props.put(args[i].substring(0, eq), args[i].substring(eq + 1));
+        }
+
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.stream(args[1], Consumed.with(Serdes.ByteArray(), Serdes.String()))
+                .flatMapValues(KafkaStreamsWordCount::words)
+                .groupBy((key, word) -> word, Grouped.with(Serdes.String(), Serdes.String()))
+                .count()
+                .toStream()
+                .mapValues(String::valueOf)
+                .to(args[2], Produced.with(Serdes.String(), Serdes.String()));
+
+        KafkaStreams streams = new KafkaStreams(builder.build(), props);
+        CountDownLatch stopped = new CountDownLatch(1);
+        streams.setStateListener((now, before) -> {
+            System.out.println("state " + before + " -> " + now);
+            if (now == KafkaStreams.State.NOT_RUNNING || now == KafkaStreams.State.ERROR) {
+                stopped.countDown();
+            }
+        });
+        streams.setUncaughtExceptionHandler(error -> {
+            error.printStackTrace();
+            return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
+        });
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> streams.close(Duration.ofSeconds(20))));
+        streams.start();
+        stopped.await();
+        System.exit(streams.state() == KafkaStreams.State.ERROR ? 1 : 0);
+    }
+}

@@ -1,0 +1,219 @@
+"""Figures of the benches: summaries over rounds, the results file, the charts.
+
+Pure functions (no service, no clock), unit-tested in tests/bench/. Every bench writes
+`<out>/<name>.json` (what it measured, every round, and the summary) and `<out>/<name>.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+# The goals of issue 12 for the streaming job against its Kafka Streams peer.
+GOAL_THROUGHPUT_RATIO = 1.0  # Spark's sustained lines/s / the peer's, at least
+GOAL_P99_RATIO = 2.0  # Spark's p99 / the peer's, at most
+GOAL_P99_S_AT_1000 = 2.0  # Spark's p99 at 1,000 lines/s, at most (seconds)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (a value that was measured, never an interpolation)."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+def spread(values: Iterable[float | None]) -> dict | None:
+    """min / median / max / n of the values that exist; None when there is none."""
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    if not present:
+        return None
+    return {
+        "min": min(present),
+        "median": statistics.median(present),
+        "max": max(present),
+        "n": len(present),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def max_sustained(steps: Sequence[dict]) -> float | None:
+    """The highest rate of a ladder that was sustained (steps stop at the first one that was not)."""
+    ok = [s["rate"] for s in steps if s["sustained"]]
+    return max(ok) if ok else None
+
+
+def _median(s: dict | None) -> float | None:
+    return s["median"] if s else None
+
+
+def summarize_streaming(rounds: Sequence[dict]) -> dict:
+    """Per system: latency p50/p99 per input rate and the highest sustained rate, each as a
+    spread over the rounds; then Spark's figures as ratios to the peer's, and the goals.
+
+    `rounds`: [{"systems": {name: {"latency": [{rate, p50, p99, lost, ...}],
+                                   "throughput": [{rate, sustained, p50, p99, ...}],
+                                   "rss_mib": float}}}]
+    """
+    systems: dict[str, dict] = {}
+    names = sorted({name for r in rounds for name in r["systems"]}, key=lambda n: (n != "spark", n))
+    for name in names:
+        runs = [r["systems"][name] for r in rounds if name in r["systems"]]
+        rates = sorted({p["rate"] for run in runs for p in run.get("latency", [])})
+        latency = {}
+        for rate in rates:
+            points = [p for run in runs for p in run.get("latency", []) if p["rate"] == rate]
+            latency[str(rate)] = {
+                "p50": spread(p["p50"] for p in points),
+                "p99": spread(p["p99"] for p in points),
+                "lost": sum(p["lost"] for p in points),
+            }
+        # Latency at the sustained steps of the throughput ladder (markers on every 200th line).
+        ladder = {}
+        for rate in sorted({s["rate"] for run in runs for s in run.get("throughput", [])}):
+            steps = [s for run in runs for s in run.get("throughput", []) if s["rate"] == rate]
+            ladder[str(rate)] = {
+                "p50": spread(s["p50"] for s in steps if s["sustained"]),
+                "p99": spread(s["p99"] for s in steps if s["sustained"]),
+                "sustained": sum(1 for s in steps if s["sustained"]),
+                "rounds": len(steps),
+            }
+        systems[name] = {
+            "latency": latency,
+            "ladder": ladder,
+            "max_sustained": spread(max_sustained(run.get("throughput", [])) for run in runs),
+            "rss_mib": spread(run.get("rss_mib") for run in runs),
+            "rounds": len(runs),
+        }
+    summary: dict = {"systems": systems}
+    if "spark" in systems and "kafka_streams" in systems:
+        spark, peer = systems["spark"], systems["kafka_streams"]
+        p99_ratios = {
+            rate: ratio(_median(spark["latency"][rate]["p99"]), _median(peer["latency"][rate]["p99"]))
+            for rate in spark["latency"]
+            if rate in peer["latency"]
+        }
+        throughput_ratio = ratio(_median(spark["max_sustained"]), _median(peer["max_sustained"]))
+        summary["ratios"] = {"throughput": throughput_ratio, "p99": p99_ratios}
+        p99_1000 = spark["latency"].get("1000", {}).get("p99")
+        summary["goals"] = {
+            "throughput_ratio_at_least_1": None
+            if throughput_ratio is None
+            else throughput_ratio >= GOAL_THROUGHPUT_RATIO,
+            "p99_ratio_at_most_2": None
+            if not p99_ratios or None in p99_ratios.values()
+            else all(r <= GOAL_P99_RATIO for r in p99_ratios.values()),
+            "p99_at_1000_at_most_2s": None if p99_1000 is None else p99_1000["median"] <= GOAL_P99_S_AT_1000,
+        }
+    return summary
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    tmp.replace(path)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON: {value!r}")
+
+
+def finite(value: float) -> float | None:
+    """inf / nan (a backlog that never drained) as null in the results file."""
+    return value if math.isfinite(value) else None
+
+
+# ---- charts -----------------------------------------------------------------------------------
+
+LABELS = {"spark": "Spark Structured Streaming (the job)", "kafka_streams": "Kafka Streams (peer)"}
+COLORS = {"spark": "#e25a1c", "kafka_streams": "#231f20"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _errorbar(ax, xs, spreads, **kw) -> None:
+    med = [s["median"] for s in spreads]
+    low = [s["median"] - s["min"] for s in spreads]
+    high = [s["max"] - s["median"] for s in spreads]
+    ax.errorbar(xs, med, yerr=[low, high], capsize=3, marker="o", markersize=4, **kw)
+
+
+def plot_streaming(summary: dict, path: Path, title: str) -> None:
+    """Left: latency p50 and p99 over the input rate (median of the rounds, bars min-max).
+    Right: the highest sustained rate of each system."""
+    plt = _pyplot()
+    from matplotlib import ticker
+
+    fig, (lat_ax, tp_ax) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [3, 2]})
+    names = list(summary["systems"])
+    for name in names:
+        sysm = summary["systems"][name]
+        points = {int(r): v for r, v in sysm["ladder"].items() if v["p50"]}
+        points.update({int(r): v for r, v in sysm["latency"].items() if v["p50"]})
+        rates = sorted(points)
+        if not rates:
+            continue
+        color = COLORS.get(name)
+        label = LABELS.get(name, name)
+        _errorbar(lat_ax, rates, [points[r]["p50"] for r in rates], color=color, label=f"{label} p50")
+        _errorbar(
+            lat_ax,
+            rates,
+            [points[r]["p99"] for r in rates],
+            color=color,
+            linestyle="--",
+            label=f"{label} p99",
+        )
+    lat_ax.set_xscale("log")
+    lat_ax.set_yscale("log")
+    lat_ax.set_xlabel("input rate (lines/s, ~10 words each)")
+    lat_ax.set_ylabel("produce-to-count latency (s)")
+    for axis, label in ((lat_ax.xaxis, "{x:,.0f}"), (lat_ax.yaxis, "{x:g}")):
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.StrMethodFormatter(label))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    lat_ax.axhline(GOAL_P99_S_AT_1000, color="grey", linewidth=0.8, linestyle=":")
+    lat_ax.annotate("2 s: p99 goal at 1,000 lines/s", (1, GOAL_P99_S_AT_1000), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=8, color="grey")  # fmt: skip
+    lat_ax.grid(True, which="both", linewidth=0.3)
+    lat_ax.legend(fontsize=8)
+    lat_ax.set_title("latency (median of rounds; bars: min-max)", fontsize=10)
+
+    values = [summary["systems"][n]["max_sustained"] for n in names]
+    xs = range(len(names))
+    heights = [v["median"] if v else 0 for v in values]
+    tp_ax.bar(xs, heights, color=[COLORS.get(n, "#888888") for n in names])
+    for x, v in zip(xs, values, strict=True):
+        if v:
+            tp_ax.errorbar([x], [v["median"]], yerr=[[v["median"] - v["min"]], [v["max"] - v["median"]]],
+                           color="black", capsize=4)  # fmt: skip
+            tp_ax.annotate(f"{v['median']:,.0f}", (x, v["max"]), ha="center", va="bottom", fontsize=9)
+        else:
+            tp_ax.annotate("below the\nfirst step", (x, 0), ha="center", va="bottom", fontsize=9)
+    tp_ax.set_xticks(list(xs), [LABELS.get(n, n).split(" (")[0] for n in names], fontsize=9)
+    tp_ax.set_ylabel("highest sustained rate (lines/s)")
+    tp_ax.set_title("throughput without growing lag", fontsize=10)
+    tp_ax.grid(True, axis="y", linewidth=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
