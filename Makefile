@@ -13,7 +13,7 @@ ifdef PROFILE
 export STREAMLAB_PROFILE := $(PROFILE)
 endif
 
-.PHONY: prereqs test-prereqs help up down status clean deps venv test test-unit lint demo bench stream-stop stream-start
+.PHONY: prereqs test-prereqs help up down status clean deps bench-deps venv test test-unit lint demo stream-stop stream-start
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ venv: $(VENV_STAMP) ## create the virtualenv with the pinned Python packages
 deps: prereqs venv ## install everything (venv, Kafka/Hadoop/Spark-connector jars from Maven, the Spark jobs' streamlab.zip)
 	@$(PY) -m streamlab.deps
 
+bench-deps: deps ## what only the benches add: Kafka Streams (Maven) and the streaming bench's peer
+	@$(PY) -m streamlab.deps --bench
+
 up: deps ## install what is missing, start Kafka, HDFS and Airflow, wait until healthy
 	@$(PY) -m streamlab.stack up
 
@@ -56,7 +59,7 @@ stream-start: ## start the streaming word count again (unpause its DAG)
 clean: ## stop the stack and wipe its state (var/); keeps the venv and jars
 	@if [ -x $(PY) ]; then $(PY) -m streamlab.stack clean; else rm -rf var; fi
 
-test: test-prereqs deps lint ## lint, then the whole test suite (unit + integration on an isolated real stack)
+test: test-prereqs deps bench-deps lint ## lint, then the whole test suite (unit + integration on an isolated real stack)
 	$(PY) -m pytest
 
 # Its own temp folder: a new session with pytest's default one takes o+x away from

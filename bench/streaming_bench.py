@@ -424,6 +424,9 @@ def measure(system: WordCount, producer: PacedProducer, args) -> dict:
         result["ready_s"] = wait_ready(producer, watcher, system, args.ready_timeout)
         say(f"  {system.name}: counting after {result['ready_s']:.1f} s (load {os.getloadavg()[0]:.1f})")
         for rate in args.latency_rates:
+            say(
+                f"  {system.name}: latency at {rate:,} lines/s, {args.warmup:.0f} s warm-up + {args.seconds:.0f} s ..."
+            )
             r = latency_phase(producer, watcher, rate, args)
             result["latency"].append(r)
             rss.append(system.rss_mib())
@@ -439,6 +442,7 @@ def measure(system: WordCount, producer: PacedProducer, args) -> dict:
         for rate in args.rates:
             if not system.alive():
                 sys.exit(f"{system.name} died; see {system.log}")
+            say(f"  {system.name}: throughput at {rate:,} lines/s for {args.seconds:.0f} s ...")
             r = throughput_step(producer, watcher, rate, args)
             result["throughput"].append(r)
             rss.append(system.rss_mib())
@@ -496,7 +500,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, help="folder of streaming.json / streaming.png (default bench/results)"
     )
     p.add_argument(
-        "--quick", action="store_true", help="1 round, 4 s phases, one rate each: proves the pipeline"
+        "--quick", action="store_true", help="1 round, 3 s phases, one rate each: proves the pipeline"
     )
     args = p.parse_args(argv)
     if args.quick:

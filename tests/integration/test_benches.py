@@ -1,0 +1,135 @@
+"""The benches against the real stack: the streaming bench's --quick mode end to end (both
+systems measured, results file and chart written), and its Kafka Streams peer counting the same
+words as the Spark job. Figures are checked for presence and sense, never against a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_streaming_bench_quick_measures_both_systems_and_writes_figures(stack, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "streaming_bench.py"), "--quick", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "streaming.json").read_text())
+    (only_round,) = results["rounds"]
+    assert set(only_round["systems"]) == {"spark", "kafka_streams"}
+    for name, run in only_round["systems"].items():
+        (lat,) = run["latency"]
+        assert lat["rate"] == 1000 and lat["markers"] > 1000, name
+        assert lat["lost"] == 0, name  # every marker's count came back
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], name
+        (tp,) = run["throughput"]
+        assert tp["rate"] == 2000 and tp["lines"] > 0, name
+        assert run["rss_mib"] > 50, name  # a JVM was measured
+    summary = results["summary"]
+    assert set(summary["ratios"]) == {"throughput", "p99"} and "1000" in summary["ratios"]["p99"]
+    assert "Spark / peer:" in proc.stdout
+    with Image.open(tmp_path / "streaming.png") as img:
+        assert img.format == "PNG" and img.size[0] > 500
+    # Its topics are gone (the stack's own topics are untouched).
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=30).topics
+    assert not [t for t in topics if t.startswith("bench-")]
+
+
+LINES = [
+    b"Hello kafka and zookeeper!",
+    "Données d'été, été 2024.".encode(),
+    b"HELLO hello_world 42 x42",
+    None,
+    b"",
+    b"   ",
+    b"!?,;-- ...",
+    b"ab\xffcd",
+    b"caf\xc3 \xe2\x82ok",
+    b"\xc3\xa9t\xc3\xa9 AB",
+    "Ελληνικά ΚΑΦΕΣ Привет МИР 東京 ½ x² İstanbul".encode(),
+    b"b" * 1_000_000,  # the longest word counted
+    b"c" * 1_000_001 + b" after",  # one byte too long: left out, the rest of the line counted
+]
+
+
+def test_kafka_streams_peer_counts_the_words_the_spark_job_counts(stack, tmp_path):
+    """Same input records: the peer's final totals equal the Spark job's transform
+    (spark_jobs/wordcount_stream.py, streamlab/textproc.py) on a local SparkSession."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from bench.streaming_bench import KafkaStreamsWordCount, parse_args
+    from streamlab import deps
+
+    expected = spark_totals(LINES)
+    assert expected["b" * 1_000_000] == 1 and "c" * 1_000_001 not in expected
+
+    ident = f"it-peer-{uuid.uuid4().hex[:8]}"
+    in_topic, out_topic = f"{ident}-in", f"{ident}-out"
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    new = [NewTopic(in_topic, 1, 1), NewTopic(out_topic, 1, 1, config={"cleanup.policy": "compact"})]
+    for f in admin.create_topics(new).values():
+        f.result(60)
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "message.max.bytes": 2_000_000})
+    for value in LINES:
+        producer.produce(in_topic, value)
+    assert producer.flush(30) == 0
+
+    args = parse_args([])
+    args.peer_jar = deps.build_bench_peer(stack)
+    args.peer_conf = ["consumer.auto.offset.reset=earliest"]  # the lines are already there
+    peer = KafkaStreamsWordCount(stack, in_topic, out_topic, ident, tmp_path / "peer.log", args)
+    consumer = Consumer(
+        {"bootstrap.servers": stack.kafka_bootstrap, "group.id": ident, "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(out_topic, 0, 0)])
+    totals: dict[str, int] = {}
+    peer.start()
+    try:
+        deadline = time.monotonic() + 120
+        while totals != expected and time.monotonic() < deadline and peer.alive():
+            for msg in consumer.consume(1000, timeout=0.5):
+                if not msg.error():
+                    totals[msg.key().decode()] = int(msg.value())
+        log = (tmp_path / "peer.log").read_text()
+        assert totals == expected, f"peer totals differ; its log:\n{log[-3000:]}"
+    finally:
+        consumer.close()
+        peer.stop()
+        peer.cleanup(admin)
+        admin.delete_topics([in_topic, out_topic])
+    assert peer.proc.returncode == 0  # a clean shutdown on SIGTERM
+
+
+def spark_totals(values: list[bytes | None]) -> dict[str, int]:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import BinaryType, StructField, StructType
+
+    sys.path.insert(0, str(REPO / "spark_jobs"))
+    import wordcount_stream as job
+
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("test_benches")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    try:
+        schema = StructType([StructField("value", BinaryType(), nullable=True)])
+        df = spark.createDataFrame([(v,) for v in values], schema)
+        return {row["word"]: row["count"] for row in job.running_totals(df).collect()}
+    finally:
+        spark.stop()
