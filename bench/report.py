@@ -27,7 +27,8 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def spread(values: Iterable[float | None]) -> dict | None:
-    """min / median / max / n of the values that exist; None when there is none."""
+    """min / median / max / n of the values that exist (inf included: a figure without bound);
+    None when there is none."""
     present = [v for v in values if v is not None and not math.isnan(v)]
     if not present:
         return None
@@ -51,6 +52,17 @@ def max_sustained(steps: Sequence[dict]) -> float | None:
     return max(ok) if ok else None
 
 
+def capped(steps: Sequence[dict]) -> bool:
+    """The ladder says "at least": its top rate was sustained, or the bench's own producer could
+    not keep the next rate (the system was not what stopped it)."""
+    return bool(steps) and (steps[-1]["sustained"] or steps[-1].get("limited_by") == "producer")
+
+
+def unbounded(value: float | None) -> float:
+    """A latency percentile the run could not bound (markers lost) is recorded as null: inf."""
+    return math.inf if value is None else value
+
+
 def _median(s: dict | None) -> float | None:
     return s["median"] if s else None
 
@@ -72,8 +84,8 @@ def summarize_streaming(rounds: Sequence[dict]) -> dict:
         for rate in rates:
             points = [p for run in runs for p in run.get("latency", []) if p["rate"] == rate]
             latency[str(rate)] = {
-                "p50": spread(p["p50"] for p in points),
-                "p99": spread(p["p99"] for p in points),
+                "p50": spread(unbounded(p["p50"]) for p in points),
+                "p99": spread(unbounded(p["p99"]) for p in points),
                 "lost": sum(p["lost"] for p in points),
             }
         # Latency at the sustained steps of the throughput ladder (markers on every 200th line).
@@ -81,17 +93,20 @@ def summarize_streaming(rounds: Sequence[dict]) -> dict:
         for rate in sorted({s["rate"] for run in runs for s in run.get("throughput", [])}):
             steps = [s for run in runs for s in run.get("throughput", []) if s["rate"] == rate]
             ladder[str(rate)] = {
-                "p50": spread(s["p50"] for s in steps if s["sustained"]),
-                "p99": spread(s["p99"] for s in steps if s["sustained"]),
+                "p50": spread(unbounded(s["p50"]) for s in steps if s["sustained"]),
+                "p99": spread(unbounded(s["p99"]) for s in steps if s["sustained"]),
                 "sustained": sum(1 for s in steps if s["sustained"]),
                 "rounds": len(steps),
             }
         systems[name] = {
             "latency": latency,
             "ladder": ladder,
-            "max_sustained": spread(max_sustained(run.get("throughput", [])) for run in runs),
+            # A round that sustained nothing (or failed) counts as 0, not as a missing round.
+            "max_sustained": spread(max_sustained(run.get("throughput", [])) or 0 for run in runs),
+            "capped": any(capped(run.get("throughput", [])) for run in runs),
             "rss_mib": spread(run.get("rss_mib") for run in runs),
             "rounds": len(runs),
+            "failed_rounds": sum(1 for run in runs if "error" in run),
         }
     summary: dict = {"systems": systems}
     if "spark" in systems and "kafka_streams" in systems:
@@ -105,28 +120,49 @@ def summarize_streaming(rounds: Sequence[dict]) -> dict:
         summary["ratios"] = {"throughput": throughput_ratio, "p99": p99_ratios}
         p99_1000 = spark["latency"].get("1000", {}).get("p99")
         summary["goals"] = {
-            "throughput_ratio_at_least_1": None
-            if throughput_ratio is None
-            else throughput_ratio >= GOAL_THROUGHPUT_RATIO,
+            "throughput_ratio_at_least_1": throughput_goal(throughput_ratio, spark["capped"], peer["capped"]),
+            # nan (both unbounded) and inf (Spark's unbounded) compare False: not met.
             "p99_ratio_at_most_2": None
             if not p99_ratios or None in p99_ratios.values()
             else all(r <= GOAL_P99_RATIO for r in p99_ratios.values()),
             "p99_at_1000_at_most_2s": None if p99_1000 is None else p99_1000["median"] <= GOAL_P99_S_AT_1000,
+            "no_marker_lost": all(v["lost"] == 0 for m in (spark, peer) for v in m["latency"].values()),
+            "no_failed_round": spark["failed_rounds"] == 0 and peer["failed_rounds"] == 0,
         }
     return summary
 
 
+def throughput_goal(r: float | None, spark_capped: bool, peer_capped: bool) -> bool | None:
+    """Spark's sustained rate at least the peer's. A capped figure is a floor, so the ratio is a
+    floor when Spark's is capped and a ceiling when the peer's is: None when it cannot tell."""
+    if r is None:
+        return None
+    met = r >= GOAL_THROUGHPUT_RATIO
+    if spark_capped and peer_capped:
+        return None
+    if spark_capped:
+        return True if met else None
+    if peer_capped:
+        return False if not met else None
+    return met
+
+
 def write_json(path: Path, data: dict) -> None:
+    """inf and nan (a latency without bound, a backlog that never drained) are written as null."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
     tmp.replace(path)
 
 
-def _jsonable(value):
+def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    raise TypeError(f"not JSON: {value!r}")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def finite(value: float) -> float | None:
@@ -150,10 +186,15 @@ def _pyplot():
 
 
 def _errorbar(ax, xs, spreads, **kw) -> None:
-    med = [s["median"] for s in spreads]
-    low = [s["median"] - s["min"] for s in spreads]
-    high = [s["max"] - s["median"] for s in spreads]
-    ax.errorbar(xs, med, yerr=[low, high], capsize=3, marker="o", markersize=4, **kw)
+    """Medians with min-max bars; a point without bound (markers lost) is left out, an unbounded
+    max draws no upper bar."""
+    points = [(x, s) for x, s in zip(xs, spreads, strict=True) if s and math.isfinite(s["median"])]
+    if not points:
+        return
+    med = [s["median"] for _, s in points]
+    low = [s["median"] - s["min"] for _, s in points]
+    high = [s["max"] - s["median"] if math.isfinite(s["max"]) else 0 for _, s in points]
+    ax.errorbar([x for x, _ in points], med, yerr=[low, high], capsize=3, marker="o", markersize=4, **kw)
 
 
 def plot_streaming(summary: dict, path: Path, title: str) -> None:
@@ -201,11 +242,12 @@ def plot_streaming(summary: dict, path: Path, title: str) -> None:
     xs = range(len(names))
     heights = [v["median"] if v else 0 for v in values]
     tp_ax.bar(xs, heights, color=[COLORS.get(n, "#888888") for n in names])
-    for x, v in zip(xs, values, strict=True):
-        if v:
+    for x, v, name in zip(xs, values, names, strict=True):
+        if v and v["max"] > 0:
             tp_ax.errorbar([x], [v["median"]], yerr=[[v["median"] - v["min"]], [v["max"] - v["median"]]],
                            color="black", capsize=4)  # fmt: skip
-            tp_ax.annotate(f"{v['median']:,.0f}", (x, v["max"]), ha="center", va="bottom", fontsize=9)
+            floor = "at least " if summary["systems"][name]["capped"] else ""
+            tp_ax.annotate(f"{floor}{v['median']:,.0f}", (x, v["max"]), ha="center", va="bottom", fontsize=9)
         else:
             tp_ax.annotate("below the\nfirst step", (x, 0), ha="center", va="bottom", fontsize=9)
     tp_ax.set_xticks(list(xs), [LABELS.get(n, n).split(" (")[0] for n in names], fontsize=9)

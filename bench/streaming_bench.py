@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import random
 import shutil
@@ -55,7 +56,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import (  # noqa: E402
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from bench.report import finite, percentile, plot_streaming, summarize_streaming, write_json  # noqa: E402
@@ -273,7 +281,7 @@ class KafkaStreamsWordCount(WordCount):
 
     def command(self) -> list[str]:
         self.state_dir = Path(tempfile.mkdtemp(prefix=f"{self.ident}-state-"))
-        classpath = f"{self.args.peer_jar}{os.pathsep}{self.cfg.jars('kafka-streams')}/*"
+        classpath = os.pathsep.join(deps.bench_peer_classpath(self.cfg))
         settings = [f"state.dir={self.state_dir}", "num.stream.threads=2", *self.args.peer_conf]
         return [
             java_binary(), f"-Xmx{self.args.peer_heap}", "-cp", classpath, "streamlab.bench.KafkaStreamsWordCount",
@@ -282,9 +290,13 @@ class KafkaStreamsWordCount(WordCount):
 
     def cleanup(self, admin: AdminClient) -> None:
         shutil.rmtree(getattr(self, "state_dir", ""), ignore_errors=True)
-        internal = [t for t in admin.list_topics(timeout=30).topics if t.startswith(f"{self.ident}-")]
-        if internal:
-            admin.delete_topics(internal)
+        # Its repartition and changelog topics (its output topic is the bench's).
+        internal = [
+            t
+            for t in admin.list_topics(timeout=30).topics
+            if t.startswith(f"{self.ident}-") and t != self.out_topic
+        ]
+        delete_topics(admin, internal)
         delete_groups(admin, [self.ident])
 
 
@@ -297,9 +309,33 @@ def spark_master(cfg: StackConfig) -> str:
 
 
 def delete_groups(admin: AdminClient, groups: list[str]) -> None:
-    for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
-        with contextlib.suppress(Exception):  # a group that never committed does not exist
+    """Delete the groups; a member still leaving (NON_EMPTY_GROUP) is waited for, up to 60 s."""
+    deadline = time.monotonic() + 60
+    while groups:
+        retry = []
+        for group, future in admin.delete_consumer_groups(groups, request_timeout=30).items():
+            try:
+                future.result()
+            except KafkaException as err:
+                code = err.args[0].code()
+                if code == KafkaError.NON_EMPTY_GROUP and time.monotonic() < deadline:
+                    retry.append(group)
+                elif code != KafkaError.GROUP_ID_NOT_FOUND:  # never committed: nothing to delete
+                    say(f"warning: consumer group {group} not deleted: {err}")
+        groups = retry
+        if groups:
+            time.sleep(2)
+
+
+def delete_topics(admin: AdminClient, topics: list[str]) -> None:
+    if not topics:
+        return
+    for topic, future in admin.delete_topics(topics, operation_timeout=60).items():
+        try:
             future.result()
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                say(f"warning: topic {topic} not deleted: {err}")
 
 
 # ---- phases ---------------------------------------------------------------------------------
@@ -314,17 +350,42 @@ def wait_visible(watcher: MarkerWatcher, seq: int, timeout: float) -> bool:
     return False
 
 
+class SystemFailed(Exception):
+    """The system under test died or never counted: its round is recorded as failed."""
+
+
+def check_alive(system: WordCount) -> None:
+    if not system.alive():
+        raise SystemFailed(f"{system.name} exited with {system.proc.returncode}; see {system.log}")
+
+
 def wait_ready(producer: PacedProducer, watcher: MarkerWatcher, system: WordCount, timeout: float) -> float:
     """Seconds from start until a marker made the round trip. The system reads from the end of
     the topic as it was when it first asked: markers are sent every second until one is seen."""
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
-        if not system.alive():
-            sys.exit(f"{system.name} exited with {system.proc.returncode}; see {system.log}")
+        check_alive(system)
         producer.run(1, 1, marker_every=1)
         if watcher.seen_at:
             return time.perf_counter() - start
-    sys.exit(f"{system.name} counted nothing within {timeout:.0f} s; see {system.log}")
+    raise SystemFailed(f"{system.name} counted nothing within {timeout:.0f} s; see {system.log}")
+
+
+def wait_all_visible(watcher: MarkerWatcher, first: int, last: int, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    pending = range(first, last + 1)
+    while time.perf_counter() < deadline:
+        pending = [s for s in pending if s not in watcher.seen_at]
+        if not pending:
+            return
+        time.sleep(0.1)
+
+
+def latencies(producer: PacedProducer, watcher: MarkerWatcher, first: int, last: int) -> list[float]:
+    """Seconds from produce to visible count of markers first..last; a lost marker is infinitely
+    late (it weighs in the percentiles instead of leaving them)."""
+    seen, sent = watcher.seen_at, producer.sent_at
+    return [seen[s] - sent[s] if s in seen else math.inf for s in range(first, last + 1)]
 
 
 def latency_phase(producer: PacedProducer, watcher: MarkerWatcher, rate: int, args) -> dict:
@@ -333,19 +394,19 @@ def latency_phase(producer: PacedProducer, watcher: MarkerWatcher, rate: int, ar
     first = producer.seq
     achieved = producer.run(rate, args.seconds, marker_every=every)
     last = producer.seq - 1
-    wait_visible(watcher, last, args.drain_timeout)
-    time.sleep(2)
-    lat = [watcher.seen_at[s] - producer.sent_at[s] for s in range(first, last + 1) if s in watcher.seen_at]
+    wait_all_visible(watcher, first, last, args.drain_timeout)
+    lat = latencies(producer, watcher, first, last)
+    seen = [x for x in lat if math.isfinite(x)]
     return {
         "rate": rate,
         "achieved": achieved,
-        "markers": last - first + 1,
-        "p50": percentile(lat, 50) if lat else None,
-        "p90": percentile(lat, 90) if lat else None,
-        "p99": percentile(lat, 99) if lat else None,
-        "max": max(lat) if lat else None,
-        "mean": statistics.fmean(lat) if lat else None,
-        "lost": (last - first + 1) - len(lat),
+        "markers": len(lat),
+        "p50": finite(percentile(lat, 50)),
+        "p90": finite(percentile(lat, 90)),
+        "p99": finite(percentile(lat, 99)),
+        "max": finite(max(lat)),
+        "mean_seen": statistics.fmean(seen) if seen else None,
+        "lost": len(lat) - len(seen),
     }
 
 
@@ -361,7 +422,8 @@ def throughput_step(producer: PacedProducer, watcher: MarkerWatcher, rate: int, 
             t = time.perf_counter() - start
             produced_est = min(rate * t, rate * args.seconds)
             visible_seq = watcher.max_seq
-            processed = max(0, (visible_seq - base_seq + 1) * every) if visible_seq >= base_seq else 0
+            # Marker k is the first line of its `every`: lines up to it are counted.
+            processed = (visible_seq - base_seq) * every + 1 if visible_seq >= base_seq else 0
             samples.append((t, max(0.0, produced_est - processed)))
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -373,9 +435,7 @@ def throughput_step(producer: PacedProducer, watcher: MarkerWatcher, rate: int, 
     drain_start = time.perf_counter()
     drained = wait_visible(watcher, last, args.drain_timeout)
     drain_s = time.perf_counter() - drain_start if drained else float("inf")
-    lat = [
-        watcher.seen_at[s] - producer.sent_at[s] for s in range(base_seq, last + 1) if s in watcher.seen_at
-    ]
+    lat = latencies(producer, watcher, base_seq, last)
     verdict = judge_step(samples, rate, achieved, drain_s, args.seconds, args.trough_window, args.max_lag_s)
     return {
         "rate": rate,
@@ -383,8 +443,8 @@ def throughput_step(producer: PacedProducer, watcher: MarkerWatcher, rate: int, 
         "lines": producer.produced - base_lines,
         **verdict,
         "drain_s": finite(drain_s),
-        "p50": percentile(lat, 50) if lat else None,
-        "p99": percentile(lat, 99) if lat else None,
+        "p50": finite(percentile(lat, 50)) if lat else None,
+        "p99": finite(percentile(lat, 99)) if lat else None,
     }
 
 
@@ -404,23 +464,32 @@ def judge_step(
     mid = min((lag for t, lag in samples if mid_t - window / 2 <= t <= mid_t + window / 2), default=0.0)
     end = min((lag for t, lag in samples if t >= seconds - window), default=float("inf"))
     growth = (end - mid) / (seconds / 2)  # lines/s of lag gained per second
-    sustained = (
-        achieved >= 0.97 * rate
-        and end <= max_lag_s * rate
-        and growth <= 0.02 * rate
-        and drain_s <= max_lag_s + 5
-    )
-    return {"end_lag_s": finite(end / rate), "lag_growth": finite(growth), "sustained": sustained}
+    # What stopped it: the bench's own producer (then the figure is a floor), the lag, the drain.
+    if achieved < 0.97 * rate:
+        limited_by = "producer"
+    elif not (end <= max_lag_s * rate and growth <= 0.02 * rate):
+        limited_by = "lag"
+    elif not drain_s <= max_lag_s + 5:
+        limited_by = "drain"
+    else:
+        limited_by = None
+    return {
+        "end_lag_s": finite(end / rate),
+        "lag_growth": finite(growth),
+        "sustained": limited_by is None,
+        "limited_by": limited_by,
+    }
 
 
 def measure(system: WordCount, producer: PacedProducer, args) -> dict:
-    """Start the system, run every phase against it alone, stop it."""
-    watcher = MarkerWatcher(system.cfg, system.out_topic, producer.tag)
-    watcher.start()
+    """Start the system, run every phase against it alone, stop it. A system that dies or never
+    counts is a result too: `error` says so, the phases done so far are kept."""
     rss: list[float | None] = []
     result: dict = {"latency": [], "throughput": []}
-    system.start()
+    watcher = MarkerWatcher(system.cfg, system.out_topic, producer.tag)
     try:
+        watcher.start()
+        system.start()
         result["ready_s"] = wait_ready(producer, watcher, system, args.ready_timeout)
         say(f"  {system.name}: counting after {result['ready_s']:.1f} s (load {os.getloadavg()[0]:.1f})")
         for rate in args.latency_rates:
@@ -435,24 +504,30 @@ def measure(system: WordCount, producer: PacedProducer, args) -> dict:
                 f"{r['achieved']:,.0f}/s): p50 {fmt(r['p50'])}  p90 {fmt(r['p90'])}  p99 {fmt(r['p99'])}  "
                 f"max {fmt(r['max'])}  lost {r['lost']}  (load {os.getloadavg()[0]:.1f})"
             )
+            check_alive(system)
         if args.rates:
             # JIT and caches warm at the first rate, not counted.
             producer.run(args.rates[0], args.warmup, marker_every=args.marker_every, record=False)
             wait_visible(watcher, producer.seq - 1, args.drain_timeout)
         for rate in args.rates:
-            if not system.alive():
-                sys.exit(f"{system.name} died; see {system.log}")
             say(f"  {system.name}: throughput at {rate:,} lines/s for {args.seconds:.0f} s ...")
             r = throughput_step(producer, watcher, rate, args)
+            if not system.alive():
+                r.update(sustained=False, limited_by="died")
             result["throughput"].append(r)
             rss.append(system.rss_mib())
             say(
                 f"  {system.name}: rate {rate:>7,}/s  achieved {r['achieved']:>8,.0f}/s  end lag "
                 f"{fmt(r['end_lag_s'])}  drain {fmt(r['drain_s'])}  p50 {fmt(r['p50'])}  p99 {fmt(r['p99'])}  "
-                f"{'sustained' if r['sustained'] else 'NOT sustained'}  (load {os.getloadavg()[0]:.1f})"
+                + ("sustained" if r["sustained"] else f"NOT sustained ({r['limited_by']})")
+                + f"  (load {os.getloadavg()[0]:.1f})"
             )
             if not r["sustained"]:
                 break
+        check_alive(system)
+    except SystemFailed as failed:
+        result["error"] = str(failed)
+        say(f"  {system.name}: FAILED: {failed}")
     finally:
         watcher.stopping.set()
         system.stop()
@@ -504,16 +579,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.rounds, args.seconds, args.warmup, args.trough_window, args.drain_timeout = (
-            1,
-            4.0,
-            2.0,
-            2.0,
-            30.0,
-        )
+        args.rounds, args.seconds, args.warmup = 1, 3.0, 1.0
+        args.trough_window, args.drain_timeout = 2.0, 30.0
         args.latency_rates, args.rates, args.marker_every = "1000", "2000", 20
-        args.out = args.out or Path(tempfile.mkdtemp(prefix="streaming-bench-quick-"))
-    args.out = args.out or REPO / "bench" / "results"
+    elif args.out is None:
+        args.out = REPO / "bench" / "results"  # --quick: a temp folder, made by main()
     args.systems = [s for s in args.systems.split(",") if s]
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
@@ -525,9 +595,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, even when started in the background) unwind through the `finally`s:
+    # the systems under test are stopped and the topics deleted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="streaming-bench-quick-"))
     cfg = StackConfig.load()
     if "kafka_streams" in args.systems:
-        args.peer_jar = deps.build_bench_peer(cfg)
+        deps.build_bench_peer(cfg)
     tag = uuid.uuid4().hex[:8]
     in_topic = f"bench-in-{tag}"
     admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
@@ -538,9 +613,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} round(s) of {', '.join(args.systems)}")  # fmt: skip
     producer = PacedProducer(cfg, in_topic, tag)
     started = datetime.now(timezone.utc)
-    load_start = os.getloadavg()[0]
-    rounds: list[dict] = []
-    out_topics: list[str] = []
+    results = {
+        "bench": "streaming",
+        "started": started.isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()[0]},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "topics": [in_topic],
+        "rounds": [],
+    }
+    json_path, png_path = args.out / "streaming.json", args.out / "streaming.png"
     try:
         for n in range(args.rounds):
             order = args.systems if n % 2 == 0 else args.systems[::-1]
@@ -549,31 +630,25 @@ def main(argv: list[str] | None = None) -> int:
             for name in order:
                 ident = f"bench-{tag}-{name.replace('_', '-')}-{n + 1}"
                 out_topic = f"{ident}-out"
+                results["topics"].append(out_topic)
                 for f in admin.create_topics(
                     [NewTopic(out_topic, 1, 1, config={"cleanup.policy": "compact"})]
                 ).values():
                     f.result(60)
-                out_topics.append(out_topic)
                 system = SYSTEMS[name](cfg, in_topic, out_topic, ident, logs / f"{ident}.log", args)
                 try:
                     systems[name] = measure(system, producer, args)
                 finally:
                     system.cleanup(admin)
-            rounds.append({"round": n + 1, "order": order, "systems": systems})
+            results["rounds"].append({"round": n + 1, "order": order, "systems": systems})
+            # After every round: an interrupted run keeps the rounds it finished.
+            results["host"]["load_at_end"] = os.getloadavg()[0]
+            results["summary"] = summarize_streaming(results["rounds"])
+            write_json(json_path, results)
     finally:
-        admin.delete_topics([in_topic, *out_topics])
+        delete_topics(admin, results["topics"])
 
-    summary = summarize_streaming(rounds)
-    results = {
-        "bench": "streaming",
-        "started": started.isoformat(timespec="seconds"),
-        "host": {"cpus": os.cpu_count(), "load_at_start": load_start, "load_at_end": os.getloadavg()[0]},
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "rounds": rounds,
-        "summary": summary,
-    }
-    json_path, png_path = args.out / "streaming.json", args.out / "streaming.png"
-    write_json(json_path, results)
+    summary = results["summary"]
     plot_streaming(
         summary,
         png_path,
@@ -584,44 +659,61 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary_table(summary):
         print(line)
     say(f"\nwrote {json_path} and {png_path}")
-    return 0
+    failed = [f"{name} in round {r['round']}" for r in results["rounds"] for name, run in r["systems"].items()
+              if "error" in run]  # fmt: skip
+    if failed:
+        say(f"FAILED: {', '.join(failed)} (see `error` in {json_path})")
+    return 1 if failed else 0
 
 
 def summary_table(summary: dict) -> list[str]:
     def cell(s: dict | None, unit: str = " s", digits: int = 2) -> str:
         if not s:
             return "-"
-        return f"{s['median']:,.{digits}f}{unit} ({s['min']:,.{digits}f}-{s['max']:,.{digits}f})"
 
-    names = list(summary["systems"])
+        def num(x: float) -> str:
+            return "unbounded" if math.isinf(x) else f"{x:,.{digits}f}"
+
+        return f"{num(s['median'])}{unit} ({num(s['min'])}-{num(s['max'])})"
+
+    systems = summary["systems"]
+    names = list(systems)
     rows = [
         "| measure (median of rounds, min-max) | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    rates = sorted({int(r) for n in names for r in summary["systems"][n]["latency"]})
+    rates = sorted({int(r) for n in names for r in systems[n]["latency"]})
     for rate in rates:
         for q in ("p50", "p99"):
-            cells = [cell(summary["systems"][n]["latency"].get(str(rate), {}).get(q)) for n in names]
+            cells = [cell(systems[n]["latency"].get(str(rate), {}).get(q)) for n in names]
             rows.append(f"| latency {q} at {rate:,} lines/s | " + " | ".join(cells) + " |")
-        lost = [str(summary["systems"][n]["latency"].get(str(rate), {}).get("lost", "-")) for n in names]
+        lost = [str(systems[n]["latency"].get(str(rate), {}).get("lost", "-")) for n in names]
         rows.append(f"| markers lost at {rate:,} lines/s | " + " | ".join(lost) + " |")
     rows.append(
         "| highest sustained rate (lines/s) | "
-        + " | ".join(cell(summary["systems"][n]["max_sustained"], "", 0) for n in names)
+        + " | ".join(
+            ("at least " if systems[n]["capped"] else "") + cell(systems[n]["max_sustained"], "", 0)
+            for n in names
+        )
         + " |"
     )
     rows.append(
         "| RSS of its processes (MiB) | "
-        + " | ".join(cell(summary["systems"][n]["rss_mib"], "", 0) for n in names)
+        + " | ".join(cell(systems[n]["rss_mib"], "", 0) for n in names)
         + " |"
     )
+    rows.append("| failed rounds | " + " | ".join(str(systems[n]["failed_rounds"]) for n in names) + " |")
     ratios = summary.get("ratios")
     if ratios:
-        tp = ratios["throughput"]
+
+        def times(r: float | None) -> str:
+            return "-" if r is None else f"{r:.2f}x"
+
         rows.append("")
-        rows.append(f"Spark / peer: sustained throughput {'-' if tp is None else f'{tp:.2f}x'}; p99 " + ", ".join(
-            f"{'-' if r is None else f'{r:.2f}x'} at {int(rate):,} lines/s" for rate, r in ratios["p99"].items()
-        ))  # fmt: skip
+        rows.append(
+            f"Spark / peer: sustained throughput {times(ratios['throughput'])}; p99 "
+            + ", ".join(f"{times(r)} at {int(rate):,} lines/s" for rate, r in ratios["p99"].items())
+        )
         rows.append("goals: " + ", ".join(f"{k} {v}" for k, v in summary["goals"].items()))
     return rows
 

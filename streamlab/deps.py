@@ -130,11 +130,20 @@ def build_project_jar(cfg: StackConfig) -> None:
 
 def build_bench_peer(cfg: StackConfig) -> Path:
     """The Kafka Streams word count of bench/kafka_streams (resolving Kafka Streams first);
-    returns its jar. Run it with `cfg.jars("kafka-streams")` on the classpath."""
+    returns its jar. `bench_peer_classpath` is what it runs with."""
     ensure(cfg, BENCH_GROUPS)
     jar = cfg.jars("bench-peer") / PEER_JAR
-    compile_jar(PEER_SOURCES, [str(cfg.jars("kafka-streams") / "*")], jar, _stamp("kafka-streams", ""))
+    key = _stamp("kafka-streams", "") + pinned_spark_version()
+    compile_jar(PEER_SOURCES, bench_peer_classpath(cfg)[1:], jar, key)
     return jar
+
+
+def bench_peer_classpath(cfg: StackConfig) -> list[str]:
+    """The peer's jar, Kafka Streams, and pyspark's ICU4J: the case mapping Spark's lower() uses."""
+    icu = sorted(Path(pyspark_jars()).glob("icu4j-*.jar"))
+    if not icu:
+        raise SystemExit(f"no icu4j jar in {pyspark_jars()}: is the pyspark of requirements.txt installed?")
+    return [str(cfg.jars("bench-peer") / PEER_JAR), str(cfg.jars("kafka-streams") / "*"), str(icu[-1])]
 
 
 def compile_jar(sources_root: Path, classpath: list[str], jar_path: Path, key: str) -> None:

@@ -17,8 +17,14 @@ def latency(rate, p50, p99, lost=0):
     return {"rate": rate, "p50": p50, "p99": p99, "lost": lost}
 
 
-def step(rate, sustained, p50=0.5, p99=1.0):
-    return {"rate": rate, "sustained": sustained, "p50": p50, "p99": p99}
+def step(rate, sustained, p50=0.5, p99=1.0, limited_by="lag"):
+    return {
+        "rate": rate,
+        "sustained": sustained,
+        "p50": p50,
+        "p99": p99,
+        "limited_by": None if sustained else limited_by,
+    }
 
 
 def two_rounds():
@@ -68,6 +74,7 @@ def test_summary_spreads_every_figure_over_the_rounds():
     assert spark["latency"]["1000"]["p99"] == {"min": 1.2, "median": 1.4, "max": 1.6, "n": 2}
     assert spark["latency"]["10000"]["lost"] == 1
     assert spark["max_sustained"] == {"min": 10000, "median": 17500, "max": 25000, "n": 2}
+    assert not spark["capped"] and spark["failed_rounds"] == 0
     assert spark["rss_mib"]["median"] == 1050.0
     # Ladder latency only from sustained steps: 25,000 was sustained in one round of two.
     assert spark["ladder"]["25000"]["sustained"] == 1 and spark["ladder"]["25000"]["rounds"] == 2
@@ -85,17 +92,68 @@ def test_ratios_are_spark_over_the_peer_and_goals_follow():
         "throughput_ratio_at_least_1": True,
         "p99_ratio_at_most_2": False,  # 2.3x and 3x
         "p99_at_1000_at_most_2s": True,  # 1.4 s
+        "no_marker_lost": False,  # 1 at 10,000 lines/s
+        "no_failed_round": True,
     }
 
 
-def test_a_system_that_sustained_nothing_has_no_ratio():
+def test_a_round_that_sustained_nothing_counts_as_zero():
     rounds = two_rounds()
+    rounds[0]["systems"]["kafka_streams"]["throughput"] = [step(5000, False)]
+    peer = report.summarize_streaming(rounds)["systems"]["kafka_streams"]
+    assert peer["max_sustained"] == {"min": 0, "median": 5000, "max": 10000, "n": 2}
     for r in rounds:
         r["systems"]["kafka_streams"]["throughput"] = [step(5000, False)]
     summary = report.summarize_streaming(rounds)
-    assert summary["systems"]["kafka_streams"]["max_sustained"] is None
+    assert summary["systems"]["kafka_streams"]["max_sustained"]["max"] == 0
     assert summary["ratios"]["throughput"] is None
     assert summary["goals"]["throughput_ratio_at_least_1"] is None
+
+
+def test_a_failed_round_is_counted_and_fails_the_goals():
+    rounds = two_rounds()
+    rounds[1]["systems"]["spark"] = {"latency": [], "throughput": [], "error": "spark exited with 1"}
+    summary = report.summarize_streaming(rounds)
+    spark = summary["systems"]["spark"]
+    assert spark["failed_rounds"] == 1 and spark["max_sustained"]["min"] == 0
+    assert summary["goals"]["no_failed_round"] is False
+
+
+def test_lost_markers_make_a_percentile_unbounded():
+    assert report.percentile([0.1] * 98 + [math.inf] * 2, 99) == math.inf
+    assert report.percentile([0.1] * 99 + [math.inf], 99) == 0.1
+    rounds = two_rounds()
+    rounds[0]["systems"]["spark"]["latency"][0].update(p99=None, lost=700)  # recorded as null
+    summary = report.summarize_streaming(rounds)
+    assert summary["systems"]["spark"]["latency"]["1000"]["p99"]["max"] == math.inf
+    assert summary["ratios"]["p99"]["1000"] == math.inf  # median of 1.2 and inf
+    assert summary["goals"]["p99_ratio_at_most_2"] is False
+    assert summary["goals"]["p99_at_1000_at_most_2s"] is False
+    table = summary_table(summary)
+    assert "| latency p99 at 1,000 lines/s | unbounded s (1.20-unbounded) | 0.60 s (0.50-0.70) |" in table
+
+
+@pytest.mark.parametrize(
+    ("spark_capped", "peer_capped", "r", "goal"),
+    [
+        (False, False, 1.2, True),
+        (False, False, 0.8, False),
+        (True, False, 1.2, True),  # Spark's figure is a floor: the true ratio is higher still
+        (True, False, 0.8, None),
+        (False, True, 0.8, False),  # the peer's is a floor: the true ratio is lower still
+        (False, True, 1.2, None),
+        (True, True, 1.0, None),
+    ],
+)
+def test_throughput_goal_with_capped_ladders(spark_capped, peer_capped, r, goal):
+    assert report.throughput_goal(r, spark_capped, peer_capped) is goal
+
+
+def test_a_ladder_is_capped_at_its_top_or_by_the_producer():
+    assert report.capped([step(5000, True), step(10000, True)])
+    assert report.capped([step(5000, True), step(10000, False, limited_by="producer")])
+    assert not report.capped([step(5000, True), step(10000, False, limited_by="lag")])
+    assert not report.capped([])
 
 
 def test_one_system_alone_has_no_ratios():
@@ -106,8 +164,8 @@ def test_one_system_alone_has_no_ratios():
 
 def test_results_file_is_json_with_inf_as_null(tmp_path):
     path = tmp_path / "out" / "x.json"
-    report.write_json(path, {"drain_s": report.finite(math.inf), "p50": 0.5})
-    assert json.loads(path.read_text()) == {"drain_s": None, "p50": 0.5}
+    report.write_json(path, {"drain_s": report.finite(math.inf), "p50": 0.5, "s": [{"max": math.inf}]})
+    assert json.loads(path.read_text()) == {"drain_s": None, "p50": 0.5, "s": [{"max": None}]}
     assert not list(tmp_path.rglob("*.partial"))
 
 
@@ -141,20 +199,21 @@ def saw_tooth(rate, seconds, trough, peak, growth=0.0):
 
 def test_a_steady_saw_tooth_is_sustained():
     verdict = judge_step(saw_tooth(10000, 60, 2000, 15000), 10000, 9990, 1.5, 60, 15, 5)
-    assert verdict["sustained"] and verdict["end_lag_s"] == pytest.approx(0.2)
+    assert verdict["sustained"] and verdict["limited_by"] is None
+    assert verdict["end_lag_s"] == pytest.approx(0.2)
     assert verdict["lag_growth"] == pytest.approx(0)
 
 
 def test_growing_lag_is_not_sustained():
     verdict = judge_step(saw_tooth(10000, 60, 2000, 15000, growth=500), 10000, 9990, 1.5, 60, 15, 5)
-    assert not verdict["sustained"] and verdict["lag_growth"] > 200
+    assert not verdict["sustained"] and verdict["lag_growth"] > 200 and verdict["limited_by"] == "lag"
 
 
 def test_a_producer_that_fell_short_or_a_backlog_that_never_drained_is_not_sustained():
     samples = saw_tooth(10000, 60, 2000, 15000)
-    assert not judge_step(samples, 10000, 9000, 1.5, 60, 15, 5)["sustained"]
+    assert judge_step(samples, 10000, 9000, 1.5, 60, 15, 5)["limited_by"] == "producer"
     verdict = judge_step(samples, 10000, 9990, math.inf, 60, 15, 5)
-    assert not verdict["sustained"]
+    assert not verdict["sustained"] and verdict["limited_by"] == "drain"
 
 
 def test_no_samples_at_the_end_is_not_sustained():
@@ -165,7 +224,7 @@ def test_no_samples_at_the_end_is_not_sustained():
 def test_quick_mode_is_one_short_round_written_outside_the_repo():
     args = parse_args(["--quick"])
     assert args.rounds == 1 and args.seconds <= 5 and args.rates == [2000] and args.latency_rates == [1000]
-    assert "bench/results" not in str(args.out)
+    assert args.out is None  # main() makes a temp folder: the repo's figures stay
     assert parse_args([]).out.parts[-2:] == ("bench", "results")
     with pytest.raises(SystemExit):
         parse_args(["--systems", "spark,flink"])
