@@ -66,7 +66,14 @@ from confluent_kafka import (  # noqa: E402
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from bench.report import finite, percentile, plot_streaming, summarize_streaming, write_json  # noqa: E402
+from bench.report import (  # noqa: E402
+    finite,
+    percentile,
+    plot_streaming,
+    streaming_title,
+    summarize_streaming,
+    write_json,
+)
 from streamlab import deps  # noqa: E402
 from streamlab.config import StackConfig  # noqa: E402
 from streamlab.stack.java import java_binary  # noqa: E402
@@ -649,12 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         delete_topics(admin, results["topics"])
 
     summary = results["summary"]
-    plot_streaming(
-        summary,
-        png_path,
-        f"streaming word count vs. Kafka Streams, {args.rounds} round(s), {os.cpu_count()} cores, "
-        f"{started:%Y-%m-%d}" + (" (--quick)" if args.quick else ""),
-    )
+    plot_streaming(summary, png_path, streaming_title(results))
     print()
     for line in summary_table(summary):
         print(line)

@@ -238,3 +238,18 @@ def test_summary_table_names_both_systems_and_the_ratios():
     assert any(
         line.startswith("Spark / peer: sustained throughput 2.33x; p99 2.33x at 1,000") for line in lines
     )
+
+
+def test_the_chart_is_drawn_again_from_a_results_file(tmp_path):
+    results = {
+        "bench": "streaming",
+        "started": "2026-12-01T11:00:00+00:00",
+        "host": {"cpus": 2},
+        "settings": {"quick": False},
+        "rounds": two_rounds(),
+    }
+    path = tmp_path / "streaming.json"
+    report.write_json(path, results)
+    assert report.main([str(path)]) == 0
+    assert (tmp_path / "streaming.png").stat().st_size > 10_000
+    assert report.streaming_title(results).endswith("2 round(s), 2 cores, 2026-12-01")
