@@ -2,7 +2,7 @@
 
 Pure functions (no service, no clock), unit-tested in tests/bench/. Every bench writes
 `<out>/<name>.json` (what it measured, every round, and the summary) and `<out>/<name>.png`.
-The chart again from a results file (after a change of the chart, or of the summary):
+The summary and the chart again from a results file's rounds (after a change of either):
 
     .venv/bin/python bench/report.py bench/results/streaming.json
 """
@@ -104,7 +104,8 @@ def summarize_streaming(rounds: Sequence[dict]) -> dict:
         systems[name] = {
             "latency": latency,
             "ladder": ladder,
-            # A round that sustained nothing (or failed) counts as 0, not as a missing round.
+            # A round that sustained nothing (a system that failed before its ladder included)
+            # counts as 0, not as a missing round.
             "max_sustained": spread(max_sustained(run.get("throughput", [])) or 0 for run in runs),
             "capped": any(capped(run.get("throughput", [])) for run in runs),
             "rss_mib": spread(run.get("rss_mib") for run in runs),
@@ -266,25 +267,28 @@ def plot_streaming(summary: dict, path: Path, title: str) -> None:
 
 def streaming_title(results: dict) -> str:
     settings = results["settings"]
+    partial = "" if results.get("complete", True) else f" of {settings.get('rounds')}, interrupted"
     return (
-        f"streaming word count vs. Kafka Streams, {len(results['rounds'])} round(s), {results['host']['cpus']} cores, "
-        f"{results['started'][:10]}" + (" (--quick)" if settings.get("quick") else "")
+        f"streaming word count vs. Kafka Streams, {len(results['rounds'])} round(s){partial}, "
+        f"{results['host']['cpus']} cores, {results['started'][:10]}"
+        + (" (--quick)" if settings.get("quick") else "")
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description="draw a bench's chart again from its results file")
+    parser = argparse.ArgumentParser(description="a bench's summary and chart again from its results file")
     parser.add_argument("results", type=Path, help="e.g. bench/results/streaming.json")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
     if results.get("bench") != "streaming":
         parser.error(f"{args.results}: not the results of a known bench")
-    summary = summarize_streaming(results["rounds"])
+    results["summary"] = summarize_streaming(results["rounds"])
+    write_json(args.results, results)
     png = args.results.with_suffix(".png")
-    plot_streaming(summary, png, streaming_title(results))
-    print(f"wrote {png}")
+    plot_streaming(results["summary"], png, streaming_title(results))
+    print(f"wrote {args.results} and {png}")
     return 0
 
 

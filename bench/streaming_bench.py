@@ -414,6 +414,7 @@ def latency_phase(producer: PacedProducer, watcher: MarkerWatcher, rate: int, ar
         "max": finite(max(lat)),
         "mean_seen": statistics.fmean(seen) if seen else None,
         "lost": len(lat) - len(seen),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -442,6 +443,9 @@ def throughput_step(producer: PacedProducer, watcher: MarkerWatcher, rate: int, 
     drain_start = time.perf_counter()
     drained = wait_visible(watcher, last, args.drain_timeout)
     drain_s = time.perf_counter() - drain_start if drained else float("inf")
+    # The job's sink writes a batch from parallel tasks: markers before the last one may still be
+    # in flight when it shows up. Not lost (nor infinitely late) for that.
+    wait_all_visible(watcher, base_seq, last, 5.0 if drained else 0.0)
     lat = latencies(producer, watcher, base_seq, last)
     verdict = judge_step(samples, rate, achieved, drain_s, args.seconds, args.trough_window, args.max_lag_s)
     return {
@@ -452,6 +456,8 @@ def throughput_step(producer: PacedProducer, watcher: MarkerWatcher, rate: int, 
         "drain_s": finite(drain_s),
         "p50": finite(percentile(lat, 50)) if lat else None,
         "p99": finite(percentile(lat, 99)) if lat else None,
+        "lost": sum(1 for x in lat if math.isinf(x)),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -602,10 +608,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+
     # SIGTERM (and SIGINT, even when started in the background) unwind through the `finally`s:
-    # the systems under test are stopped and the topics deleted.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # the systems under test are stopped and the topics deleted; a second signal cannot cut
+    # that clean-up short.
+    def stop(signum: int, _frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     args.out = args.out or Path(tempfile.mkdtemp(prefix="streaming-bench-quick-"))
     cfg = StackConfig.load()
     if "kafka_streams" in args.systems:
@@ -613,12 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     tag = uuid.uuid4().hex[:8]
     in_topic = f"bench-in-{tag}"
     admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
-    for f in admin.create_topics([NewTopic(in_topic, 1, 1)]).values():
-        f.result(60)
     logs = Path(tempfile.mkdtemp(prefix=f"streaming-bench-{tag}-"))
     say(f"stack {cfg.home}; master {spark_master(cfg)}; input {in_topic}; logs {logs}; "
         f"{args.rounds} round(s) of {', '.join(args.systems)}")  # fmt: skip
-    producer = PacedProducer(cfg, in_topic, tag)
     started = datetime.now(timezone.utc)
     results = {
         "bench": "streaming",
@@ -627,9 +637,13 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "topics": [in_topic],
         "rounds": [],
+        "complete": False,
     }
     json_path, png_path = args.out / "streaming.json", args.out / "streaming.png"
     try:
+        for f in admin.create_topics([NewTopic(in_topic, 1, 1)]).values():
+            f.result(60)
+        producer = PacedProducer(cfg, in_topic, tag)
         for n in range(args.rounds):
             order = args.systems if n % 2 == 0 else args.systems[::-1]
             say(f"round {n + 1}/{args.rounds}: {' then '.join(order)}")
@@ -651,12 +665,13 @@ def main(argv: list[str] | None = None) -> int:
             # After every round: an interrupted run keeps the rounds it finished.
             results["host"]["load_at_end"] = os.getloadavg()[0]
             results["summary"] = summarize_streaming(results["rounds"])
+            results["complete"] = n + 1 == args.rounds
             write_json(json_path, results)
+            plot_streaming(results["summary"], png_path, streaming_title(results))
     finally:
         delete_topics(admin, results["topics"])
 
     summary = results["summary"]
-    plot_streaming(summary, png_path, streaming_title(results))
     print()
     for line in summary_table(summary):
         print(line)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
 from bench import report
-from bench.streaming_bench import judge_step, parse_args, summary_table
+from bench.streaming_bench import judge_step, latencies, parse_args, summary_table
 
 
 def latency(rate, p50, p99, lost=0):
@@ -253,3 +254,15 @@ def test_the_chart_is_drawn_again_from_a_results_file(tmp_path):
     assert report.main([str(path)]) == 0
     assert (tmp_path / "streaming.png").stat().st_size > 10_000
     assert report.streaming_title(results).endswith("2 round(s), 2 cores, 2026-12-01")
+
+
+def test_latencies_count_a_lost_marker_as_infinitely_late():
+    producer = SimpleNamespace(sent_at={1: 10.0, 2: 11.0, 3: 12.0})
+    watcher = SimpleNamespace(seen_at={1: 10.5, 3: 12.25, 4: 99.0})
+    assert latencies(producer, watcher, 1, 3) == [0.5, math.inf, 0.25]
+
+
+def test_an_interrupted_run_says_so_in_its_chart_title():
+    results = {"started": "2026-12-01T11:00:00+00:00", "host": {"cpus": 2}, "settings": {"rounds": 3},
+               "rounds": two_rounds(), "complete": False}  # fmt: skip
+    assert "2 round(s) of 3, interrupted" in report.streaming_title(results)
