@@ -121,8 +121,45 @@ class Reader(threading.Thread):
         # quarantine is not compacted (no window): read live, only to complete the picture
         seen = Counter(raw)
         seen.update(k for k in read_rows(self.client, quarantined) if k not in seen)
+        # A compaction deletes every landing snapshot (docs/landing.md): one deleted while this
+        # pass listed it gave a partial listing (a vanished folder lists as nothing), not a view.
+        # Snapshots never change while they exist: one still there after the pass was read whole.
+        if self.client.status(snap, strict=False) is None:
+            self.aborted += 1
+            return
         self.check(f"snapshot {names[-1]}", seen, end)
         self.snapshot_passes += 1
+
+
+class SnapshotDeletedWhileListed:
+    """A WebHDFS client stand-in: one landing snapshot whose `dt=` folder vanishes (a compaction
+    released the snapshot) between the listing of the snapshot and the listing of that folder."""
+
+    def __init__(self):
+        self.deleted = False
+        self.snap = "/data/raw/t/.snapshot/landed-000000000005"
+
+    def list(self, path, status=False):
+        from hdfs.util import HdfsError
+
+        if path == "/data/raw/t/.snapshot":
+            return ["landed-000000000005"]
+        if path == self.snap and not self.deleted:
+            self.deleted = True  # the compaction runs now
+            return [("dt=2026-12-01", {"type": "DIRECTORY", "length": 0})]
+        raise HdfsError(f"File {path} does not exist.")  # the quarantine, the vanished folder
+
+    def read(self, path):
+        return io.BytesIO(json.dumps({"end": {"0": 3, "1": 2}}).encode())
+
+    def status(self, path, strict=True):
+        return None if self.deleted else {"type": "DIRECTORY"}
+
+
+def test_a_snapshot_deleted_while_read_is_read_again_not_a_failure():
+    reader = Reader(SnapshotDeletedWhileListed(), "t")
+    reader.snapshot_pass("/data/raw/t")
+    assert reader.failures == [] and reader.aborted == 1 and reader.snapshot_passes == 0
 
 
 @pytest.mark.timeout(2400)
