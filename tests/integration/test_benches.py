@@ -140,21 +140,25 @@ def test_kafka_streams_peer_counts_the_words_the_spark_job_counts(stack, tmp_pat
 
 
 def spark_totals(values: list[bytes | None]) -> dict[str, int]:
-    from pyspark.sql import SparkSession
-    from pyspark.sql.types import BinaryType, StructField, StructType
-
-    sys.path.insert(0, str(REPO / "spark_jobs"))
-    import wordcount_stream as job
-
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("test_benches")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
+    """The Spark job's own transform on a local SparkSession, in a child process: a JVM started
+    here would keep its classpath for the whole pytest session (later sessions' jars unseen)."""
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'spark_jobs')!r})\n"
+        "from pyspark.sql import SparkSession\n"
+        "from pyspark.sql.types import BinaryType, StructField, StructType\n"
+        "import wordcount_stream as job\n"
+        "values = [None if v is None else bytes.fromhex(v) for v in json.load(sys.stdin)]\n"
+        "spark = SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false').getOrCreate()\n"
+        "schema = StructType([StructField('value', BinaryType(), nullable=True)])\n"
+        "df = spark.createDataFrame([(v,) for v in values], schema)\n"
+        "totals = {r['word']: r['count'] for r in job.running_totals(df).collect()}\n"
+        "spark.stop()\n"
+        "print(json.dumps(totals))\n"
     )
-    try:
-        schema = StructType([StructField("value", BinaryType(), nullable=True)])
-        df = spark.createDataFrame([(v,) for v in values], schema)
-        return {row["word"]: row["count"] for row in job.running_totals(df).collect()}
-    finally:
-        spark.stop()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+        input=json.dumps([None if v is None else v.hex() for v in values]),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
