@@ -9,8 +9,10 @@ exactly once for any reader that lists the folders (docs/landing.md):
 Each run lands, per partition, from where the previous run stopped to the end offsets it sees at
 its start; records that cannot be decoded go to `/data/quarantine/<topic>/`; small files of
 closed hours are merged. The Spark job is `spark_jobs/kafka_to_hdfs_landing.py`, submitted
-through the connection `spark_default` (local, or a cluster by changing the connection); Kafka is
-reached through `kafka_default`, HDFS reports through `webhdfs_default`.
+through the connection `spark_default` (local, or a cluster by changing the connection); a run
+with nothing new is done by the `land` task itself, without Spark (the same protocol through
+WebHDFS: about a second instead of a JVM start). Kafka is reached through `kafka_default`, HDFS
+through `webhdfs_default`.
 
 - **Schedule**: every 10 minutes; another interval with the environment variable
   `STREAMLAB_LANDING_SCHEDULE` (a cron expression) of the DAG processor. One run at a time.
@@ -33,10 +35,10 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, Param, dag, task
 
 from streamlab import alerts, deps, lake
+from streamlab.landing_operator import LandingSubmitOperator
 from streamlab.topics import landed_topics
 
 JOB = Path(__file__).resolve().parents[1] / "spark_jobs" / "kafka_to_hdfs_landing.py"
@@ -80,7 +82,7 @@ ASSETS = {t.name: Asset(**lake.raw_asset(t.name)) for t in LANDED}
     doc_md=__doc__,
 )
 def kafka_to_hdfs_landing():
-    land = SparkSubmitOperator(
+    land = LandingSubmitOperator(
         task_id="land",
         conn_id="spark_default",
         name="kafka_to_hdfs_landing",

@@ -4,8 +4,10 @@ The commit protocol (recover, plan, stage, decide, rename into place, commit, co
 `streamlab/landing.py` and is documented in docs/landing.md; this job gives it the three things
 it needs: HDFS (Hadoop's FileSystem through the JVM), Kafka offsets (a KafkaConsumer from the
 connector's kafka-clients jar) and Spark tasks that read exactly the planned offset range and
-write it as Parquet into the run's staging folder (the project's JVM writer, jvm/src). Spark is only started when there is something
-to land: a run with nothing new costs a JVM start, a few Kafka and NameNode requests.
+write it as Parquet into the run's staging folder (the project's JVM writer, jvm/src). The
+arguments, the loop over topics and the run report are `streamlab/landing_run.py`. Spark is only
+started when there is something to land; the DAG does runs with nothing new without this job at
+all (`landing_run.run_without_spark`: no JVM).
 
     bin/spark-submit --name kafka_to_hdfs_landing --py-files .deps/python/streamlab.zip \\
         spark_jobs/kafka_to_hdfs_landing.py \\
@@ -39,25 +41,16 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from pyspark.sql import SparkSession
 
-from streamlab import kafka_groups, lake, landing, topics
+from streamlab import landing, landing_run
 from streamlab.stack import processes
 
 log = logging.getLogger("kafka_to_hdfs_landing")
 
-REPORT_MARKER = "LANDING_REPORT_JSON "
-# Larger fetches than the consumer defaults (1 MiB per partition): batch reads of large ranges.
-KAFKA_DEFAULTS = {
-    "max.partition.fetch.bytes": "16777216",
-    "fetch.max.bytes": "67108864",
-    # Records of aborted transactions are never landed; the end offsets are the last stable ones
-    # (an open transaction's records wait for the next run).
-    "isolation.level": "read_committed",
-}
+REPORT_MARKER = landing_run.REPORT_MARKER
 UNDECODABLE = "value is not valid UTF-8 (topic value_format: text)"
 
 
@@ -300,7 +293,10 @@ class JvmStagingWriter:
             for lo, hi in sl.get("skipped_ranges", [])
         ]
         return landing.WriteResult(
-            records=result["records"], quarantined=result["quarantined"], read_gaps=gaps
+            records=result["records"],
+            quarantined=result["quarantined"],
+            read_gaps=gaps,
+            first_record_ms=result.get("first_record_ms"),
         )
 
 
@@ -335,110 +331,6 @@ def _exit_with_launcher() -> None:
     threading.Thread(target=watch, name="exit-with-launcher", daemon=True).start()
 
 
-def _bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off", "", "none"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
-
-
-def _topic(value: str) -> tuple[str, str]:
-    name, _, fmt = value.partition("=")
-    fmt = fmt or "text"
-    if not name or fmt not in ("text", "bytes"):
-        raise argparse.ArgumentTypeError(f"--topic NAME[=text|bytes], got {value!r}")
-    return name, fmt
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bootstrap-servers", required=True)
-    p.add_argument("--topic", action="append", default=[], help="NAME[=text|bytes][,NAME...], repeatable")
-    p.add_argument("--topics-file", help="land the topics with `land: true` of this topics.yaml")
-    p.add_argument("--run-id", default=None)
-    p.add_argument(
-        "--accept-data-loss",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="skip records Kafka deleted before they were landed (recorded in the report)",
-    )
-    p.add_argument("--raw-root", default=lake.RAW_ROOT)
-    p.add_argument("--quarantine-root", default=lake.QUARANTINE_ROOT)
-    p.add_argument("--reports-root", default=lake.REPORTS_ROOT)
-    p.add_argument("--report-path", help="default: <reports-root>/<run id>.json")
-    p.add_argument("--target-file-mb", type=float, default=128)
-    p.add_argument("--max-records-per-file", type=int, default=5_000_000)
-    p.add_argument("--compact", type=_bool, nargs="?", const=True, default=True)
-    p.add_argument("--small-file-mb", type=float, default=32)
-    p.add_argument("--compact-close-minutes", type=float, default=10)
-    p.add_argument("--compact-lookback-hours", type=int, default=48)
-    p.add_argument("--on-topic-reset", choices=["fail", landing.LAND_NEW], default="fail",
-                   help="a topic deleted and re-created, or a truncated partition: fail (default), or "
-                        "land what the topic holds now as a new generation of files")  # fmt: skip
-    p.add_argument("--keep-snapshots", type=int, default=landing.LandingOptions.keep_snapshots,
-                   help="HDFS snapshots of each topic folder kept, one per commit (0: none)")  # fmt: skip
-    p.add_argument(
-        "--kafka-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra Kafka consumer setting, e.g. max.partition.fetch.bytes=8388608",
-    )
-    p.add_argument(
-        "--consumer-group",
-        default=kafka_groups.LANDING_GROUP,
-        help="Kafka consumer group that gets each topic's committed end offsets, for Kafka's tools "
-        f"(default {kafka_groups.LANDING_GROUP}; empty: none)",
-    )
-    p.add_argument(
-        "--exit-with-launcher",
-        action="store_true",
-        help="exit if the process that started spark-submit dies (set by the DAG)",
-    )
-    args = p.parse_args(argv)  # fmt: skip
-    try:
-        args.topic = [_topic(spec) for arg in args.topic for spec in arg.split(",") if spec]
-    except argparse.ArgumentTypeError as e:
-        p.error(str(e))
-    if args.topics_file:
-        try:
-            args.topic += [(t.name, t.value_format) for t in topics.landed_topics(args.topics_file)]
-        except topics.TopicsFileError as e:
-            p.error(str(e))
-    if not args.topic:
-        p.error("no topic: give --topic NAME[=text|bytes] or --topics-file")
-    args.run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y-%m-%dT%H%M%S}"
-    return args
-
-
-def mirror_to_group(report: dict[str, Any], group: kafka_groups.GroupCommitter, fs, paths) -> None:
-    """Commit the topic's committed ends (its newest HDFS commit record) to the consumer group; a
-    failure is a warning and a line of the report, not a failed run."""
-
-    def commit(topic: str, ends: dict[int, int]) -> None:
-        group.commit({topic: ends})
-
-    try:
-        latest = landing.latest_commit(fs, paths)
-    except Exception as e:  # the report's own ends are this run's commit: mirror those
-        log.warning("topic %s: newest commit record not read (%s); mirroring this run's", report["topic"], e)
-        latest = None
-    result = kafka_groups.mirror_landing_commit(report, group.group, commit, latest)
-    if result is None:
-        return
-    if result["committed"]:
-        log.info("topic %s: consumer group %s now at %s", report["topic"], group.group, result["offsets"])
-    else:
-        log.warning(
-            "topic %s: the landing is committed, but committing its end offsets %s to the consumer "
-            "group %s failed (%s); Kafka's tools show an older lag until the next run commits again",
-            report["topic"], result["offsets"], group.group, result["error"],
-        )  # fmt: skip
-
-
 def _hadoop(jvm: Any) -> Any:
     """Hadoop configuration with spark.hadoop.* applied, without starting a SparkContext."""
     return jvm.org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(
@@ -451,75 +343,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     SparkContext._ensure_initialized()  # the JVM gateway only; Spark itself starts lazily
     jvm, gateway = SparkContext._jvm, SparkContext._gateway
-    hadoop_conf = _hadoop(jvm)
-    fs = HadoopFileSystem(jvm, gateway, hadoop_conf, args.raw_root)
-    # A report left by an earlier attempt of this run must not outlive a crash of this one.
-    report_at = args.report_path or lake.report_path(args.run_id, args.reports_root)
-    fs.delete(report_at)
-    kafka_options = {**KAFKA_DEFAULTS, **dict(kv.split("=", 1) for kv in args.kafka_option)}
-    offsets = KafkaOffsets(jvm, args.bootstrap_servers, kafka_options)
+    fs = HadoopFileSystem(jvm, gateway, _hadoop(jvm), args.raw_root)
+    options = landing_run.kafka_options(args)
+    offsets = KafkaOffsets(jvm, args.bootstrap_servers, options)
     spark = LazySpark()
-    opts = landing.LandingOptions(
-        accept_data_loss=args.accept_data_loss,
-        target_file_bytes=int(args.target_file_mb * 2**20),
-        max_records_per_file=args.max_records_per_file,
-        compact=args.compact,
-        small_file_bytes=int(args.small_file_mb * 2**20),
-        compact_target_bytes=int(args.target_file_mb * 2**20),
-        close_after_ms=int(args.compact_close_minutes * 60_000),
-        compact_lookback_hours=args.compact_lookback_hours,
-        keep_snapshots=args.keep_snapshots,
-        on_topic_reset=args.on_topic_reset,
-    )
-    started = datetime.now(timezone.utc)
-    reports = []
-    group = (
-        kafka_groups.GroupCommitter(args.bootstrap_servers, args.consumer_group)
-        if args.consumer_group
-        else None
-    )
-    try:
-        for name, fmt in args.topic:
-            paths = lake.TopicPaths(name, args.raw_root, args.quarantine_root)
-            writer = JvmStagingWriter(spark, args.bootstrap_servers, kafka_options, args.accept_data_loss)
-            try:
-                reports.append(landing.land_topic(fs, paths, offsets, writer, opts, args.run_id, fmt))
-            except Exception as e:  # report it, land the other topics, fail at the end
-                log.exception("topic %s failed", name)
-                reports.append({"topic": name, "status": "error", "error_type": type(e).__name__,
-                                "error": str(e)[:4000]})  # fmt: skip
-                continue
-            if group is not None:
-                mirror_to_group(reports[-1], group, fs, paths)
-    finally:
+    writer = JvmStagingWriter(spark, args.bootstrap_servers, options, args.accept_data_loss)
+
+    def finish() -> dict[str, Any]:
         offsets.close()
         spark.stop()
-        if group is not None:
-            group.close()
-    failed = [r["topic"] for r in reports if r["status"] == "error"]
-    report = {
-        "run_id": args.run_id,
-        "status": "failed" if failed else "ok",
-        "failed_topics": failed,
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
-        "file_system": fs.uri,
-        "raw_root": args.raw_root,
-        "quarantine_root": args.quarantine_root,
-        "topics": reports,
-        "spark_startup_s": spark.startup_s,
-    }
-    print(landing.format_report(report), flush=True)
-    print(REPORT_MARKER + json.dumps(report, sort_keys=True), flush=True)
-    fs.mkdirs(posixpath.dirname(report_at))
-    fs.create(report_at, json.dumps(report, sort_keys=True, indent=1).encode())
-    log.info("report written to %s", report_at)
-    return report
+        return {"spark": True, "spark_startup_s": spark.startup_s}
+
+    return landing_run.run(args, fs, offsets, writer, finish)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+    args = landing_run.parse_args(argv, __doc__.split("\n\n")[0])
     if args.exit_with_launcher:
         _exit_with_launcher()
     report = run(args)

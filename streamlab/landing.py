@@ -101,6 +101,11 @@ class TopicResetError(LandingError):
         )
 
 
+class StagingNeeded(LandingError):
+    """A run without a staging writer found records to land: nothing was published for the topic
+    (raised before its plan), so a run that can stage (the Spark job) takes it over."""
+
+
 class ConcurrentRunError(LandingError):
     """Another landing run of the same topic published a log record this run wanted to write."""
 
@@ -244,13 +249,16 @@ class LocalFileSystem:
 class WebHdfsFileSystem:
     """HDFS through WebHDFS (`hdfs.InsecureClient`, e.g. `WebHDFSHook(...).get_conn()`).
 
-    Used by Airflow tasks (sensors, report readers) and tests; no concat.
+    Used by Airflow tasks (sensors, report readers, the landing's runs with nothing to stage:
+    `streamlab.landing_run`) and tests. The same NameNode operations as Hadoop's FileSystem:
+    CONCAT and the snapshot operations included.
     """
 
-    can_concat = False
+    can_concat = can_snapshot = True
 
     def __init__(self, client: Any):
         self.client = client
+        self.uri = client.url
 
     def status(self, path: str) -> FileStatus | None:
         st = self.client.status(path, strict=False)
@@ -310,7 +318,19 @@ class WebHdfsFileSystem:
         return bool(self.client.delete(path, recursive=recursive))
 
     def concat(self, target: str, sources: Sequence[str]) -> None:
-        raise NotImplementedError("concat through WebHDFS is not used")
+        from hdfs.client import _Request
+
+        # The `hdfs` client has no concat; its own request machinery (retries, user.name) does.
+        _Request("POST").to_method("CONCAT")(self.client, target, sources=",".join(sources))
+
+    def allow_snapshot(self, path: str) -> None:
+        self.client.allow_snapshot(path)
+
+    def create_snapshot(self, path: str, name: str) -> None:
+        self.client.create_snapshot(path, name)
+
+    def delete_snapshot(self, path: str, name: str) -> None:
+        self.client.delete_snapshot(path, name)
 
 
 def walk_files(fs: FileSystem, root: str, include_hidden: bool = False) -> list[FileStatus]:
@@ -552,6 +572,7 @@ class WriteResult:
     # offsets Kafka deleted between the plan and the read ({partition, start, end}; only with
     # accept_data_loss: otherwise the read fails)
     read_gaps: list[dict[str, int]] = field(default_factory=list)
+    first_record_ms: int | None = None  # when the first record was fetched (the job's own clock)
 
 
 class StagingWriter(Protocol):
@@ -890,13 +911,16 @@ def land_topic(
     fs: FileSystem,
     paths: TopicPaths,
     source: OffsetSource,
-    writer: StagingWriter,
+    writer: StagingWriter | None,
     options: LandingOptions | None = None,
     run_id: str = "manual",
     value_format: str = "text",
     inspect: Callable[[FileSystem, str, int], FileInfo] = parquet_file_info,
 ) -> dict[str, Any]:
-    """Land [last committed end, latest now) of one topic. Returns the topic's report."""
+    """Land [last committed end, latest now) of one topic. Returns the topic's report.
+
+    `writer` None: only a run with nothing to stage is done (StagingNeeded otherwise, before
+    anything is published)."""
     opts = options or LandingOptions()
     topic = paths.topic
     started = time.monotonic()
@@ -950,6 +974,8 @@ def land_topic(
         "generation": generation,
         "reset": reset,
     }
+    if writer is None and not ranges.empty:
+        raise StagingNeeded(f"topic {topic!r}: {ranges.offsets} offsets to land")
     fs.mkdirs(paths.log_dir)
     # A no-op run goes through plan and decision like any run: its commit moves "landed through",
     # so it must be fenced like one (a no-op committing N beside a live run N would hide that
@@ -957,6 +983,7 @@ def land_topic(
     if not publish_json(fs, paths.record(seq, PLAN), plan):
         raise ConcurrentRunError(f"topic {topic!r}: run {seq} was planned by another run")
     phases.mark("plan")
+    first_record_ms = None
     if ranges.empty:
         outcome = decide_staged(fs, paths, plan, [])
         commit, status = _publish_commit(fs, paths, plan, outcome), "noop"
@@ -965,6 +992,7 @@ def land_topic(
         rpf = records_per_file(plan["bytes_per_record"], opts.target_file_bytes, opts.max_records_per_file)
         try:
             written = writer.write(plan, staging, rpf)
+            first_record_ms = written.first_record_ms
             phases.mark("write")
             files = build_manifest(fs, topic, staging, plan, written, inspect)
             phases.mark("manifest")
@@ -980,6 +1008,7 @@ def land_topic(
         commit = _publish_commit(fs, paths, plan, outcome)
         fs.delete(staging, recursive=True)
         status = "landed"
+    committed_ms = now_ms()
     trim_log(fs, paths, opts.keep_log_runs)
     phases.mark("commit")
 
@@ -1001,6 +1030,8 @@ def land_topic(
     report = topic_report(topic, status, commit, latest, after, notes, compaction, time.monotonic() - started)
     report["snapshot"] = snapshot
     report["timings_s"] = phases.seconds
+    # first record fetched -> commit published: the run's data time, without any start-up
+    report["first_record_ms"], report["committed_ms"] = first_record_ms, committed_ms
     return report
 
 

@@ -510,6 +510,92 @@ def test_airflow_triggered_landings_one_killed_half_way(stack, new_topic, webhdf
     assert tries >= 2, "the killed attempt should have been retried"
 
 
+def _hour_files(client, topic: str) -> Counter:
+    """Visible raw files per (hour folder, Kafka partition)."""
+    out: Counter = Counter()
+    for path, _ in plain_listing(client, f"/data/raw/{topic}"):
+        dt, hr, name = path.split("/")[-3:]
+        out[(f"{dt}/{hr}", int(name.split("+")[1]))] += 1
+    return out
+
+
+def _trigger_and_watch(af, topic: str, run_id: str) -> tuple[dict, bool]:
+    """Trigger a landing of `topic`; its report, and whether a spark-submit of it was seen."""
+    conf = json.dumps({"topics": [f"{topic}=text"]})
+    af.cli("dags", "trigger", "kafka_to_hdfs_landing", "--run-id", run_id, "--conf", conf)
+    deadline, seen = time.time() + 900, False
+    while (state := af.run_state("kafka_to_hdfs_landing", run_id)) not in ("success", "failed"):
+        assert time.time() < deadline, f"{run_id} still running"
+        seen = seen or bool(_spark_submit_pids(run_id))  # a JVM start alone lasts seconds
+        time.sleep(0.2)
+    assert state == "success", run_id
+    return af.xcom("kafka_to_hdfs_landing", run_id, "report"), seen
+
+
+@pytest.mark.timeout(1800)
+def test_a_run_with_nothing_new_is_done_without_spark(stack, new_topic, webhdfs):
+    """Through the DAG: a run with nothing new commits (compaction through WebHDFS's concat, a
+    snapshot, the consumer group) without starting spark-submit; the run without Spark publishes
+    nothing for a topic with records; a run with records submits the Spark job."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from streamlab import landing_run
+
+    af = Airflow(stack)
+    af.wait_for_dag("kafka_to_hdfs_landing")
+    topic = new_topic("nospark", partitions=2)
+    rng = random.Random(23)
+    now = int(time.time() * 1000)
+    two_hours_ago = now - now % 3_600_000 - 2 * 3_600_000  # closed: merged by the next commit
+    hour = time.strftime("dt=%Y-%m-%d/hr=%H", time.gmtime(two_hours_ago / 1000))
+    produced: dict = {}
+    for i in range(2):  # two runs: two small files per partition in that hour, left unmerged
+        stamps = [two_hours_ago + rng.randint(0, 3_599_999) for _ in range(200)]
+        produced |= produce(stack, topic, random_values(rng, 200), stamps, partitions=2)
+        rc, _, out = land(stack, topic, f"{topic}-by-hand-{i}", "--compact=false")
+        assert rc == 0, out[-3000:]
+    assert _hour_files(webhdfs, topic) == {(hour, 0): 2, (hour, 1): 2}
+    log_dir = f"/data/raw/{topic}/_landing/log"
+    commits_before = [n for n in webhdfs.list(log_dir) if n.endswith(".commit.json")]
+
+    report, seen_spark = _trigger_and_watch(af, topic, f"it-{topic}-noop")
+    [t] = report["topics"]
+    assert report["spark"] is False and not seen_spark, report
+    assert t["status"] == "noop" and {p["lag_after"] for p in t["partitions"]} == {0}
+    assert t["compaction"]["merged_groups"] == 2, t  # the hour it closed, merged through WebHDFS
+    assert "error" not in t["snapshot"] and webhdfs.status(t["snapshot"]["path"], strict=False), t
+    assert _hour_files(webhdfs, topic) == {(hour, 0): 1, (hour, 1): 1}
+    check_exactly_once(webhdfs, topic, produced, complete=True)
+    commits = [n for n in webhdfs.list(log_dir) if n.endswith(".commit.json")]
+    assert len(commits) == len(commits_before) + 1  # a no-op run commits: "landed through" moves
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    request = ConsumerGroupTopicPartitions("streamlab-landing", [TopicPartition(topic, p) for p in (0, 1)])
+    group = admin.list_consumer_group_offsets([request])["streamlab-landing"].result(30)
+    assert {tp.partition: tp.offset for tp in group.topic_partitions} == committed_end(webhdfs, topic)
+
+    # Records arrived: the run without Spark hands over before publishing anything for the topic.
+    produced |= produce(stack, topic, random_values(rng, 10), partitions=2)
+    argv = [
+        "--bootstrap-servers",
+        stack.kafka_bootstrap,
+        "--topic",
+        f"{topic}=text",
+        "--run-id",
+        f"{topic}-x",
+    ]
+    listing = webhdfs.list(log_dir)
+    assert landing_run.run_without_spark(argv, webhdfs) is None
+    assert webhdfs.list(log_dir) == listing
+
+    report, seen_spark = _trigger_and_watch(af, topic, f"it-{topic}-data")
+    [t] = report["topics"]
+    assert report["spark"] is True and seen_spark, report
+    assert t["status"] == "landed" and t["totals"]["records"] == 10
+    assert t["first_record_ms"] <= t["committed_ms"]
+    check_exactly_once(webhdfs, topic, produced, complete=True)
+
+
 # ---- daily reprocessing, backfilled ---------------------------------------------------------------
 
 WORD = re.compile(r"[^\W_]+")

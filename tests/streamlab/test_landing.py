@@ -229,6 +229,57 @@ def test_runs_land_each_record_once_with_report(setup):
     assert bad.column("reason")[0].as_py() == "invalid UTF-8"
 
 
+def test_without_a_writer_a_run_commits_only_when_nothing_is_new(setup):
+    """The run without Spark (writer None): a no-op commits like any run; records to land stop it
+    before it publishes anything (the Spark job's run takes over), whatever recovery did first."""
+    fs, paths, kafka = setup
+    produce_batch(kafka, 10, T0)
+    run(fs, paths, kafka)
+    noop = landing.land_topic(fs, paths, kafka, None, LandingOptions(compact=False), run_id="no-spark")
+    assert noop["status"] == "noop" and noop["seq"] == 2
+    assert noop["first_record_ms"] is None and noop["committed_ms"] >= noop["planned_at_ms"]
+    produce_batch(kafka, 3, T0 + HOUR)
+    before = sorted(st.name for st in fs.list(paths.log_dir))
+    with pytest.raises(landing.StagingNeeded, match="3 offsets to land"):
+        landing.land_topic(fs, paths, kafka, None, LandingOptions(compact=False), run_id="no-spark")
+    assert sorted(st.name for st in fs.list(paths.log_dir)) == before
+    landed = run(fs, paths, kafka)
+    assert landed["seq"] == 3 and landed["totals"]["records"] == 3
+    check_exactly_once(fs, paths, kafka, complete=True)
+
+
+def test_the_report_has_the_job_clock_from_the_first_record_to_the_commit(setup):
+    fs, paths, kafka = setup
+    produce_batch(kafka, 4, T0)
+
+    class TimedWriter(FakeWriter):
+        def write(self, plan, staging_dir, records_per_file):
+            result = super().write(plan, staging_dir, records_per_file)
+            return WriteResult(result.records, result.quarantined, result.read_gaps, first_record_ms=123)
+
+    report = landing.land_topic(fs, paths, kafka, TimedWriter(fs, kafka), LandingOptions(compact=False))
+    assert report["first_record_ms"] == 123 and report["committed_ms"] >= report["planned_at_ms"]
+
+
+def test_has_new_records_compares_the_last_commit_with_kafka(setup, tmp_path):
+    from streamlab import landing_run
+
+    fs, paths, kafka = setup
+    args = landing_run.parse_args(
+        ["--bootstrap-servers", "x:1", "--topic", TOPIC, "--raw-root", str(tmp_path / "raw")]
+    )
+    assert not landing_run.has_new_records(fs, args, kafka)  # an empty topic, never landed
+    produce_batch(kafka, 4, T0)
+    assert landing_run.has_new_records(fs, args, kafka)  # never landed
+    run(fs, paths, kafka)
+    assert not landing_run.has_new_records(fs, args, kafka)
+    kafka.records[2] = []  # a partition added, still empty
+    kafka.earliest[2] = 0
+    assert not landing_run.has_new_records(fs, args, kafka)
+    kafka.produce(2, b"new", T0)
+    assert landing_run.has_new_records(fs, args, kafka)
+
+
 def test_report_is_readable_text(setup):
     fs, paths, kafka = setup
     produce_batch(kafka, 4, T0)

@@ -91,8 +91,9 @@ public final class KafkaParquetStager {
    * Entry point from the Python driver (py4j). {@code requestJson}: topic, value_format,
    * staging_dir, records_per_file, slices [{partition, from, until}], kafka {consumer config},
    * fail_on_data_loss, poll_timeout_ms, reason, spark_version. Returns JSON: records, quarantined,
-   * files, skipped_offsets (deleted by Kafka, only when data loss is accepted), per slice details
-   * (with skipped_ranges: [from, until) pairs).
+   * files, skipped_offsets (deleted by Kafka, only when data loss is accepted), first_record_ms
+   * (epoch ms of the first record fetched, absent when none), per slice details (with
+   * skipped_ranges: [from, until) pairs).
    */
   public static String stage(SparkSession spark, String requestJson) throws IOException {
     ObjectMapper mapper = new ObjectMapper();
@@ -110,9 +111,13 @@ public final class KafkaParquetStager {
     jsc.setJobDescription("land " + request.get("topic").asText() + " into " + request.get("staging_dir").asText());
     List<String> results = jsc.parallelize(tasks, tasks.size()).map(KafkaParquetStager::stageSlice).collect();
     long records = 0, quarantined = 0, files = 0, skipped = 0;
+    long firstRecordMs = Long.MAX_VALUE;
     ArrayNode slices = mapper.createArrayNode();
     for (String r : results) {
       JsonNode n = mapper.readTree(r);
+      if (n.hasNonNull("first_record_ms")) {
+        firstRecordMs = Math.min(firstRecordMs, n.get("first_record_ms").asLong());
+      }
       records += n.get("records").asLong();
       quarantined += n.get("quarantined").asLong();
       files += n.get("files").asLong();
@@ -121,6 +126,9 @@ public final class KafkaParquetStager {
     }
     ObjectNode out = mapper.createObjectNode();
     out.put("records", records).put("quarantined", quarantined).put("files", files).put("skipped_offsets", skipped);
+    if (firstRecordMs != Long.MAX_VALUE) {
+      out.put("first_record_ms", firstRecordMs);
+    }
     out.set("slices", slices);
     return mapper.writeValueAsString(out);
   }
@@ -156,6 +164,7 @@ public final class KafkaParquetStager {
     props.setProperty("client.id", "streamlab-landing-" + topic + "-" + partition + "-" + from);
     TopicPartition tp = new TopicPartition(topic, partition);
     long records = 0, quarantined = 0, skipped = 0;
+    long firstRecordMs = -1; // the job's own clock for throughput starts at the first record fetched
     ArrayNode skippedRanges = mapper.createArrayNode();
     try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
       consumer.assign(List.of(tp));
@@ -197,6 +206,9 @@ public final class KafkaParquetStager {
         }
         if (!batch.isEmpty()) {
           lastProgress = System.currentTimeMillis();
+          if (firstRecordMs < 0) {
+            firstRecordMs = lastProgress;
+          }
         }
         // Offsets without a record (compaction, transaction markers) move the position only.
         if (next < until && consumer.position(tp) >= until) {
@@ -215,6 +227,9 @@ public final class KafkaParquetStager {
     ObjectNode out = mapper.createObjectNode();
     out.put("partition", partition).put("from", from).put("until", until).put("records", records)
         .put("quarantined", quarantined).put("files", fileCount).put("skipped_offsets", skipped);
+    if (firstRecordMs >= 0) {
+      out.put("first_record_ms", firstRecordMs);
+    }
     out.set("skipped_ranges", skippedRanges);
     return mapper.writeValueAsString(out);
   }
