@@ -27,12 +27,16 @@ class LandingSubmitOperator(SparkSubmitOperator):
         self.webhdfs_conn_id = webhdfs_conn_id
 
     def execute(self, context: Any) -> None:
-        if self.run_without_spark():
-            return
-        super().execute(context)
+        report = self.run_without_spark()
+        if report is None:
+            super().execute(context)
+        elif report["status"] != "ok":  # as the Spark job's exit status 1: the task fails, retries
+            from airflow.exceptions import AirflowException
 
-    def run_without_spark(self) -> bool:
-        """True when the run is done (its report written); False: spark-submit it."""
+            raise AirflowException(f"landing failed for topics {report['failed_topics']}")
+
+    def run_without_spark(self) -> dict[str, Any] | None:
+        """The run's report when it was done here (and written to HDFS); None: spark-submit it."""
         from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
         try:
@@ -40,11 +44,11 @@ class LandingSubmitOperator(SparkSubmitOperator):
             report = landing_run.run_without_spark([str(a) for a in self.application_args], client)
         except Exception:  # the Spark job does the same run and reports what is wrong its own way
             log.warning("the run without Spark failed; submitting the Spark job", exc_info=True)
-            return False
+            return None
         if report is None:
             log.info("records to land: submitting the Spark job")
-            return False
+            return None
         log.info(
             "nothing new to land: run %s done without Spark (status %s)", report["run_id"], report["status"]
         )
-        return True
+        return report

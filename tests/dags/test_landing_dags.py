@@ -119,3 +119,43 @@ def test_landed_topics_come_from_the_validated_loader(tmp_path, monkeypatch):
     assert set(errors) == {"kafka_to_hdfs_landing.py", "hdfs_batch_reprocessing.py"}
     for error in errors.values():
         assert f"{bad}: topic 't': field 'partitions' must be a whole number >= 1" in error
+
+
+def test_the_land_task_submits_spark_only_when_the_run_without_it_cannot_finish(dags, monkeypatch):
+    """A no-op run done in the task; records (None) or a failure of the run without Spark go to
+    spark-submit; a run done without Spark whose topic failed fails the task, as the job's exit
+    status 1 does (so Airflow retries it)."""
+    from airflow.exceptions import AirflowException
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from streamlab import landing_run
+
+    land = dags["kafka_to_hdfs_landing"].get_task("land")
+    land.application_args = ["--bootstrap-servers", "h:1", "--topic", "t=text", "--run-id", "r"]
+    submitted = []
+    monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, context: submitted.append(self.task_id))
+    monkeypatch.setattr(
+        "airflow.providers.apache.hdfs.hooks.webhdfs.WebHDFSHook.get_conn", lambda self: object()
+    )
+    outcomes = {
+        "noop": {"run_id": "r", "status": "ok", "failed_topics": []},
+        "records": None,
+        "failed": {"run_id": "r", "status": "failed", "failed_topics": ["t"]},
+    }
+    for name, outcome in outcomes.items():
+        monkeypatch.setattr(landing_run, "run_without_spark", lambda argv, client, o=outcome: o)
+        submitted.clear()
+        if name == "failed":
+            with pytest.raises(AirflowException, match=r"\['t'\]"):
+                land.execute({})
+        else:
+            land.execute({})
+        assert submitted == (["land"] if name == "records" else []), name
+
+    def broken(argv, client):
+        raise ConnectionError("WebHDFS down")
+
+    monkeypatch.setattr(landing_run, "run_without_spark", broken)
+    submitted.clear()
+    land.execute({})
+    assert submitted == ["land"]
