@@ -17,6 +17,7 @@ arguments:
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import posixpath
@@ -235,6 +236,16 @@ def run(
 # ---- without Spark ----------------------------------------------------------------------------
 
 
+def java_topic_id(uuid: Any) -> str:
+    """A topic ID as Kafka's Java client prints it (`Uuid.toString()`: URL-safe base64, no padding),
+    the form the commit records hold; librdkafka's `str()` uses the other base64 alphabet."""
+    raw = b"".join(
+        (bits & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
+        for bits in (uuid.get_most_significant_bits(), uuid.get_least_significant_bits())
+    )
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 class AdminOffsets:
     """streamlab.landing.OffsetSource over librdkafka's admin client: the same answers as the
     Spark job's KafkaConsumer (last stable offsets under read_committed, the topic ID as Kafka
@@ -256,7 +267,7 @@ class AdminOffsets:
         from confluent_kafka import TopicCollection
 
         described = self.admin.describe_topics(TopicCollection([topic]), request_timeout=self.timeout_s)
-        return str(described[topic].result(self.timeout_s).topic_id)
+        return java_topic_id(described[topic].result(self.timeout_s).topic_id)
 
     def available(self, topic: str) -> dict[int, tuple[int, int]]:
         from confluent_kafka import TopicPartition

@@ -801,3 +801,18 @@ def test_lake_paths_and_assets_are_the_documented_ones():
         "name": "curated/wordcount",
         "uri": "streamlab-curated://data/curated/wordcount",
     }
+
+
+def test_topic_ids_read_without_spark_match_the_java_clients_form():
+    """Commit records hold Java's `Uuid.toString()` (URL-safe base64); librdkafka's str() uses `+`
+    and `/`: compared as is, about half of all topics would look deleted and re-created."""
+    from confluent_kafka import Uuid
+
+    from streamlab import landing_run
+
+    # Java: new Uuid(-1L, -1L).toString(), new Uuid(0x0123456789abcdefL, 0xfedcba9876543210L).toString()
+    assert landing_run.java_topic_id(Uuid(-1, -1)) == "_____________________w"
+    assert (
+        landing_run.java_topic_id(Uuid(0x0123456789ABCDEF, -0x0123456789ABCDF0)) == "ASNFZ4mrze_-3LqYdlQyEA"
+    )
+    assert str(Uuid(-1, -1)) == "/////////////////////w"  # why the conversion exists
