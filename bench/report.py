@@ -5,6 +5,7 @@ Pure functions (no service, no clock), unit-tested in tests/bench/. Every bench 
 The summary and the chart again from a results file's rounds (after a change of either):
 
     .venv/bin/python bench/report.py bench/results/streaming.json
+    .venv/bin/python bench/report.py bench/results/landing.json
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 GOAL_THROUGHPUT_RATIO = 1.0  # Spark's sustained lines/s / the peer's, at least
 GOAL_P99_RATIO = 2.0  # Spark's p99 / the peer's, at most
 GOAL_P99_S_AT_1000 = 2.0  # Spark's p99 at 1,000 lines/s, at most (seconds)
+# The goals of issue 12 for the landing job.
+GOAL_LANDING_RATIO = 0.7  # the job's own records/s / ConsumerPerformance's (medians), at least
+GOAL_NOOP_S = 5.0  # a no-op run through Airflow, start of `land` to end of `report`, at most
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -275,6 +279,336 @@ def streaming_title(results: dict) -> str:
     )
 
 
+# ---- the landing bench ------------------------------------------------------------------------
+
+
+# The seconds of a landing run (landing_run_figures): fixed_s = launch_s + spark_startup_s + protocol_s.
+RUN_SECONDS = ("wall_s", "data_s", "fixed_s", "spark_startup_s", "protocol_s", "launch_s")
+
+
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def landing_run_figures(wall_s: float, report: dict) -> dict:
+    """One landing run's figures from its wall time and its run report (`LANDING_REPORT_JSON`).
+
+    The job's own clock: a topic's data time runs from the first record a Spark task fetched
+    (`first_record_ms`) to its commit record (`committed_ms`), so its records/s cannot carry the
+    start-up nor go negative (a difference of two runs' walls could). The rest of the wall time
+    is the run's fixed cost: fixed_s = launch_s (JVM, Python, the report: the wall outside the
+    topics) + spark_startup_s + protocol_s (recover, plan, manifest, commit, compaction,
+    snapshot of every topic)."""
+    topics = []
+    for t in report.get("topics", []):
+        totals = t.get("totals") or {}
+        records = totals.get("records", 0)
+        first, committed = t.get("first_record_ms"), t.get("committed_ms")
+        if first is not None and committed is not None:
+            data_s = (committed - first) / 1000
+        elif records == 0 and t.get("status") in ("landed", "noop"):
+            data_s = 0.0  # nothing read: no data time
+        else:
+            data_s = None  # failed, or a job without its own clock
+        seconds = t.get("seconds")
+        topics.append(
+            {
+                "topic": t.get("topic"),
+                "status": t.get("status"),
+                "records": records,
+                "data_s": _rounded(data_s),
+                "seconds": seconds,
+                "protocol_s": None if seconds is None or data_s is None else _rounded(seconds - data_s),
+                "files": totals.get("files"),
+                "bytes": totals.get("bytes"),
+                "timings_s": t.get("timings_s"),
+                **({"error": t["error"]} if t.get("error") else {}),
+            }
+        )
+    records = sum(t["records"] for t in topics)
+    data = [t["data_s"] for t in topics]
+    data_s = sum(data) if topics and None not in data else None
+    startup = report.get("spark_startup_s")
+    protocol = [t["protocol_s"] for t in topics]
+    # Spark starts lazily, inside the first topic's write: its start-up is not the protocol's.
+    protocol_s = sum(protocol) - (startup or 0) if topics and None not in protocol else None
+    seconds = [t["seconds"] for t in topics]
+    in_topics_s = sum(seconds) if topics and None not in seconds else None
+    figures = {
+        "wall_s": round(wall_s, 3),
+        "status": report.get("status"),
+        "spark": report.get("spark"),
+        "records": records,
+        "data_s": _rounded(data_s),
+        "records_per_s": round(records / data_s) if records and data_s else None,
+        "fixed_s": None if data_s is None else round(wall_s - data_s, 3),
+        "spark_startup_s": startup,
+        "protocol_s": _rounded(protocol_s),
+        "launch_s": None if in_topics_s is None else round(wall_s - in_topics_s, 3),
+        "topics": topics,
+    }
+    if report.get("status") != "ok":
+        figures["error"] = f"run {report.get('status')}: failed topics {report.get('failed_topics')}"
+    return figures
+
+
+def fit_line(xs: Sequence[float], ys: Sequence[float | None]) -> dict | None:
+    """Least-squares line y = intercept + slope * x over the points with a y; None without two
+    distinct x. r2: the share of the variance the line explains."""
+    points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+    if len({x for x, _ in points}) < 2:
+        return None
+    mean_x = statistics.fmean(x for x, _ in points)
+    mean_y = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+    intercept = mean_y - slope * mean_x
+    ss_total = sum((y - mean_y) ** 2 for _, y in points)
+    ss_residual = sum((y - intercept - slope * x) ** 2 for x, y in points)
+    return {
+        "slope": slope,
+        "intercept": intercept,
+        "r2": 1 - ss_residual / ss_total if ss_total else 1.0,
+        "n": len(points),
+    }
+
+
+def _get(value, *keys):
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _failed(entry: dict) -> bool:
+    return bool(entry.get("error"))
+
+
+def landing_growth(scale: dict) -> dict:
+    """How a run's figures grow with its topics and with its topic-partitions: least-squares
+    lines over the configurations' medians; records/s also relative to the first configuration."""
+    configs = list(scale.values())
+    growth: dict = {}
+    for key in ("fixed_s", "noop_s", "records_per_s", "wall_s"):
+        ys = [_median(c[key]) for c in configs]
+        growth[key] = {
+            "per_topic": fit_line([c["topics"] for c in configs], ys),
+            "per_topic_partition": fit_line([c["topics"] * c["partitions"] for c in configs], ys),
+        }
+    first = _median(configs[0]["records_per_s"]) if configs else None
+    growth["records_per_s_relative"] = {
+        name: ratio(_median(c["records_per_s"]), first) for name, c in scale.items()
+    }
+    return growth
+
+
+def summarize_landing(results: dict) -> dict:
+    """The landing bench's summary: each part's figures as spreads over the runs that did not
+    fail (a failed landing leaves out its figures, not ConsumerPerformance's), the ratio to ConsumerPerformance (of the medians, and per round), the growth over the
+    configurations, and the goals.
+
+    `results`: {"consumer_perf": {"rounds": [{"consumer_perf": {...}, "landing": {run figures},
+                "ratio": x}]}, "scale": {"configurations": [{"name": "5x4", "topics": 5,
+                "partitions": 4, "records": n, "rounds": [{"landing": {...}, "noop": {...}}]}]},
+                "airflow_noop": {"runs": [{"state", "land_task_s", "land_start_to_report_end_s"}]}}
+    """
+    summary: dict = {}
+    cp_rounds = _get(results, "consumer_perf", "rounds") or []
+    if cp_rounds:
+        cps = [r.get("consumer_perf") or {} for r in cp_rounds]
+        ok = [r for r in cp_rounds if not _failed(r.get("landing") or {"error": "none"})]
+        runs = [r["landing"] for r in ok]
+        cp_rate = spread(c.get("fetch_records_per_s") for c in cps)
+        land_rate = spread(run.get("records_per_s") for run in runs)
+        summary["consumer_perf"] = {
+            "consumer_perf_records_per_s": cp_rate,  # its own fetch.nMsg.sec: without the group join
+            "consumer_perf_nmsg_per_s": spread(c.get("records_per_s") for c in cps),
+            "consumer_perf_wall_s": spread(c.get("wall_s") for c in cps),
+            "landing_records_per_s": land_rate,
+            **{f"landing_{key}": spread(run.get(key) for run in runs) for key in RUN_SECONDS},
+            "ratio_of_medians": ratio(_median(land_rate), _median(cp_rate)),
+            "ratios": [r.get("ratio") for r in cp_rounds],
+            "ratio": spread(r.get("ratio") for r in ok),
+            "rounds": len(cp_rounds),
+            "failed_rounds": sum(1 for r in cp_rounds if _failed(r)),
+        }
+    scale = {}
+    for config in _get(results, "scale", "configurations") or []:
+        rounds = config.get("rounds", [])
+        runs = [r["landing"] for r in rounds if r.get("landing") and not _failed(r["landing"])]
+        noops = [r["noop"] for r in rounds if r.get("noop") and not _failed(r["noop"])]
+        topics = config["topics"]
+        scale[config["name"]] = {
+            "topics": topics,
+            "partitions": config["partitions"],
+            "records": config.get("records"),
+            "records_per_s": spread(run.get("records_per_s") for run in runs),
+            **{key: spread(run.get(key) for run in runs) for key in RUN_SECONDS},
+            "protocol_s_per_topic": spread(
+                None if run.get("protocol_s") is None else run["protocol_s"] / topics for run in runs
+            ),
+            "noop_s": spread(n.get("wall_s") for n in noops),
+            # Every no-op run committed every topic without starting a JVM.
+            "noop_without_jvm": all(n.get("spark") is False and n.get("noop_topics") == topics for n in noops)
+            if noops
+            else None,
+            "rounds": len(rounds),
+            "failed_rounds": sum(1 for r in rounds if _failed(r)),
+        }
+    if scale:
+        summary["scale"] = scale
+        summary["growth"] = landing_growth(scale)
+    runs = _get(results, "airflow_noop", "runs") or []
+    if runs:
+        ok = [r for r in runs if r.get("state") == "success"]
+        summary["airflow_noop"] = {
+            "land_start_to_report_end_s": spread(r.get("land_start_to_report_end_s") for r in ok),
+            "land_task_s": spread(r.get("land_task_s") for r in ok),
+            "runs": len(runs),
+            "failed_runs": len(runs) - len(ok),
+        }
+    cp = summary.get("consumer_perf") or {}
+    noop_airflow = _median(_get(summary, "airflow_noop", "land_start_to_report_end_s"))
+    failed = [cp.get("failed_rounds", 0), *(c["failed_rounds"] for c in scale.values())]
+    failed.append(_get(summary, "airflow_noop", "failed_runs") or 0)
+    failed.append(bool(_get(results, "airflow_noop", "error")))  # its topic never landed
+    summary["goals"] = {
+        "landing_ratio_at_least_0_7": None
+        if cp.get("ratio_of_medians") is None
+        else cp["ratio_of_medians"] >= GOAL_LANDING_RATIO,
+        "airflow_noop_at_most_5s": None if noop_airflow is None else noop_airflow <= GOAL_NOOP_S,
+        "noop_without_jvm": None
+        if not scale or None in (c["noop_without_jvm"] for c in scale.values())
+        else all(c["noop_without_jvm"] for c in scale.values()),
+        "no_failed_round": not any(failed),
+    }
+    return summary
+
+
+LANDING_COLOR, PEER_COLOR, NOOP_COLOR = COLORS["spark"], COLORS["kafka_streams"], "#3b75af"
+
+
+def _bars(ax, xs, spreads, width, label_format: str, **kw) -> None:
+    """Bars of the medians with min-max whiskers, each labelled with its median."""
+    if not xs:
+        return
+    heights = [s["median"] if s else 0 for s in spreads]
+    ax.bar(xs, heights, width, **kw)
+    for x, s in zip(xs, spreads, strict=True):
+        if not s:
+            ax.annotate("-", (x, 0), ha="center", va="bottom", fontsize=8)
+            continue
+        ax.errorbar([x], [s["median"]], yerr=[[s["median"] - s["min"]], [s["max"] - s["median"]]],
+                    color="black", capsize=3, linewidth=0.8)  # fmt: skip
+        ax.annotate(label_format.format(s["median"]), (x, s["max"]), ha="center", va="bottom", fontsize=7)
+
+
+def plot_landing(summary: dict, path: Path, title: str) -> None:
+    """Left: records/s by topics x partitions (one run of all the topics; medians, bars min-max)
+    beside ConsumerPerformance's median. Middle: the fixed cost of a run per configuration, Spark
+    run against no-op run (no JVM), with the Airflow no-op and its goal. Right: each round's
+    ratio to ConsumerPerformance with the goal."""
+    plt = _pyplot()
+    from matplotlib import ticker
+
+    fig, (rate_ax, cost_ax, ratio_ax) = plt.subplots(
+        1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [5, 5, 3]}
+    )
+    scale = summary.get("scale") or {}
+    names = list(scale)
+    xs = list(range(len(names)))
+    cp = summary.get("consumer_perf") or {}
+
+    _bars(rate_ax, xs, [scale[n]["records_per_s"] for n in names], 0.6, "{:,.0f}", color=LANDING_COLOR,
+          label="landing job, all topics in one run")  # fmt: skip
+    cp_rate = _median(cp.get("consumer_perf_records_per_s"))
+    if cp_rate:
+        rate_ax.axhline(cp_rate, color=PEER_COLOR, linestyle="--", linewidth=1,
+                        label=f"ConsumerPerformance, 1 topic ({cp_rate:,.0f}/s)")  # fmt: skip
+        rate_ax.axhline(GOAL_LANDING_RATIO * cp_rate, color="grey", linestyle=":", linewidth=1,
+                        label=f"goal: {GOAL_LANDING_RATIO} x ConsumerPerformance")  # fmt: skip
+    land_rate = _median(cp.get("landing_records_per_s"))
+    if land_rate:
+        rate_ax.axhline(land_rate, color=LANDING_COLOR, linestyle="-.", linewidth=1,
+                        label=f"landing job, the same topic ({land_rate:,.0f}/s)")  # fmt: skip
+    rate_ax.set_xticks(xs, names)
+    rate_ax.set_xlabel("topics x partitions")
+    rate_ax.set_ylabel("records/s (first record fetched to commit)")
+    if names or cp_rate:
+        rate_ax.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+    else:
+        rate_ax.set_yticks([])
+    rate_ax.set_title("throughput (median of rounds; bars: min-max)", fontsize=10)
+
+    width = 0.38
+    _bars(cost_ax, [x - width / 2 for x in xs], [scale[n]["fixed_s"] for n in names], width, "{:.1f}",
+          color=LANDING_COLOR, label="Spark run: wall - data time")  # fmt: skip
+    _bars(cost_ax, [x + width / 2 for x in xs], [scale[n]["noop_s"] for n in names], width, "{:.1f}",
+          color=NOOP_COLOR, label="no-op run, no JVM: wall")  # fmt: skip
+    airflow = _median(_get(summary, "airflow_noop", "land_start_to_report_end_s"))
+    if airflow is not None:
+        cost_ax.axhline(airflow, color=NOOP_COLOR, linestyle="--", linewidth=1,
+                        label=f"no-op through Airflow, land to report ({airflow:.1f} s)")  # fmt: skip
+    cost_ax.axhline(GOAL_NOOP_S, color="grey", linestyle=":", linewidth=1,
+                    label=f"goal: Airflow no-op at most {GOAL_NOOP_S:g} s")  # fmt: skip
+    cost_ax.set_xticks(xs, names)
+    cost_ax.set_xlabel("topics x partitions")
+    cost_ax.set_ylabel("seconds")
+    cost_ax.set_title("fixed cost of a run (median; bars: min-max)", fontsize=10)
+
+    ratios = cp.get("ratios") or []
+    rounds = [(n + 1, r) for n, r in enumerate(ratios) if r is not None]
+    if rounds:
+        ratio_ax.plot([n for n, _ in rounds], [r for _, r in rounds], "o", color=LANDING_COLOR,
+                      label="round: landing / ConsumerPerformance")  # fmt: skip
+    if cp.get("ratio_of_medians") is not None:
+        ratio_ax.axhline(cp["ratio_of_medians"], color=LANDING_COLOR, linewidth=1,
+                         label=f"ratio of the medians ({cp['ratio_of_medians']:.2f})")  # fmt: skip
+    ratio_ax.axhline(GOAL_LANDING_RATIO, color="grey", linestyle=":", linewidth=1,
+                     label=f"goal: at least {GOAL_LANDING_RATIO}")  # fmt: skip
+    ratio_ax.set_xlim(0.5, max(len(ratios), 1) + 0.5)
+    ratio_ax.set_ylim(0, max([1.0, *(1.15 * r for _, r in rounds)]))
+    ratio_ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    ratio_ax.set_xlabel("round")
+    ratio_ax.set_ylabel("landing records/s / ConsumerPerformance's")
+    ratio_ax.set_title("ratio per round (1 topic)", fontsize=10)
+
+    pad = max(0, 3 - len(names)) / 2  # a lone configuration's bars as wide as one of three
+    for ax in (rate_ax, cost_ax):
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # room for the legend above the bars
+        ax.set_xlim(-0.5 - pad, len(names) - 0.5 + pad)
+    for ax in (rate_ax, cost_ax, ratio_ax):
+        ax.grid(True, axis="y", linewidth=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower left" if ax is ratio_ax else "upper left")
+        if not (names or ax is ratio_ax):
+            ax.annotate("no configuration measured", (0.5, 0.5), xycoords="axes fraction", ha="center")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def landing_title(results: dict) -> str:
+    settings = results["settings"]
+    cp_rounds = len(_get(results, "consumer_perf", "rounds") or [])
+    configs = len(_get(results, "scale", "configurations") or [])
+    airflow_runs = len(_get(results, "airflow_noop", "runs") or [])
+    parts = [
+        f"{cp_rounds} round(s) of {settings.get('records', 0):,} records vs ConsumerPerformance"
+        if cp_rounds
+        else "",
+        f"{configs} configuration(s) of {settings.get('scale_records', 0):,} records" if configs else "",
+        f"{airflow_runs} no-op run(s) through Airflow" if airflow_runs else "",
+    ]
+    partial = "" if results.get("complete", True) else ", interrupted"
+    return (
+        f"landing job: {'; '.join(p for p in parts if p) or 'nothing measured'}{partial}, "
+        f"{results['host']['cpus']} cores, {results['started'][:10]}"
+        + (" (--quick)" if settings.get("quick") else "")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -282,12 +616,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("results", type=Path, help="e.g. bench/results/streaming.json")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
-    if results.get("bench") != "streaming":
+    bench = results.get("bench")
+    if bench == "streaming":
+        results["summary"] = summarize_streaming(results["rounds"])
+        plot, title = plot_streaming, streaming_title
+    elif bench == "landing":
+        results["summary"] = summarize_landing(results)
+        plot, title = plot_landing, landing_title
+    else:
         parser.error(f"{args.results}: not the results of a known bench")
-    results["summary"] = summarize_streaming(results["rounds"])
     write_json(args.results, results)
     png = args.results.with_suffix(".png")
-    plot_streaming(results["summary"], png, streaming_title(results))
+    plot(results["summary"], png, title(results))
     print(f"wrote {args.results} and {png}")
     return 0
 

@@ -162,3 +162,72 @@ def spark_totals(values: list[bytes | None]) -> dict[str, int]:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_landing_bench_quick_measures_the_landing_and_writes_figures(stack, tmp_path):
+    """bench/landing_bench.py --quick: both parts measured with sensible figures (every record
+    landed, rates from the job's own clock, a no-op run without a JVM), results file and chart
+    written, its topics and HDFS folders gone."""
+    bench = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "landing_bench.py"), "--quick", "--out", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = bench.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        bench.terminate()  # its SIGTERM handler stops the job and deletes the topics and folders
+        try:
+            stdout, stderr = bench.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            bench.kill()
+            stdout, stderr = bench.communicate()
+    assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    results = json.loads((tmp_path / "landing.json").read_text())
+    assert results["bench"] == "landing" and results["complete"]
+    records = results["settings"]["records"]
+
+    (cp_round,) = results["consumer_perf"]["rounds"]
+    assert "error" not in cp_round
+    assert cp_round["consumer_perf"]["records"] == records
+    assert cp_round["consumer_perf"]["fetch_records_per_s"] > 0
+    run = cp_round["landing"]
+    assert run["records"] == records and run["spark"] is True and run["status"] == "ok"
+    assert run["records_per_s"] > 0 and 0 < run["data_s"] < run["wall_s"]
+    assert 0 < run["fixed_s"] < run["wall_s"] and run["spark_startup_s"] > 0
+    assert cp_round["ratio"] > 0
+
+    (config,) = results["scale"]["configurations"]
+    assert (config["topics"], config["partitions"]) == (2, 2)
+    (scale_round,) = config["rounds"]
+    assert "error" not in scale_round
+    run = scale_round["landing"]
+    assert run["records"] == config["records"] == results["settings"]["scale_records"]
+    assert [t["records"] for t in run["topics"]] == [config["records"] // 2] * 2
+    assert all(t["status"] == "landed" and t["data_s"] > 0 for t in run["topics"])
+    assert run["records_per_s"] > 0 and run["fixed_s"] > 0
+    noop = scale_round["noop"]
+    assert noop["status"] == "ok" and noop["spark"] is False
+    assert noop["topics"] == noop["noop_topics"] == 2 and noop["wall_s"] > 0
+
+    summary = results["summary"]
+    assert summary["consumer_perf"]["ratio_of_medians"] > 0
+    assert summary["scale"]["2x2"]["noop_without_jvm"] is True
+    assert summary["goals"]["no_failed_round"] is True
+    assert "airflow_noop" not in results  # --quick runs none
+    assert "ratio of the medians" in stdout and "round 1/1" in stdout
+    with Image.open(tmp_path / "landing.png") as img:
+        assert img.format == "PNG" and img.size[0] > 500
+
+    # What it created is gone: its topics, ConsumerPerformance's group, its HDFS folder.
+    import hdfs
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    prefix = f"bench-landing-{results['id']}"
+    assert len(results["topics"]) == 3 and all(t.startswith(prefix) for t in results["topics"])
+    assert not [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    assert not [
+        g.group_id for g in admin.list_consumer_groups().result(30).valid if g.group_id.startswith(prefix)
+    ]
+    client = hdfs.InsecureClient(stack.webhdfs_url, user="streamlab")
+    assert client.status(f"/bench/{results['id']}", strict=False) is None
