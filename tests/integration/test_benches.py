@@ -19,21 +19,28 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_streaming_bench_quick_measures_both_systems_and_writes_figures(stack, tmp_path):
+def run_quick(bench_file: str, out: Path) -> str:
+    """Run `bench/<bench_file> --quick --out <out>`; its stdout. On a timeout it gets SIGTERM:
+    its handler stops what it runs and deletes what it created."""
     bench = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "streaming_bench.py"), "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(REPO / "bench" / bench_file), "--quick", "--out", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         stdout, stderr = bench.communicate(timeout=600)
     except subprocess.TimeoutExpired:
-        bench.terminate()  # its SIGTERM handler stops the systems and deletes the topics
+        bench.terminate()
         try:
             stdout, stderr = bench.communicate(timeout=300)
         except subprocess.TimeoutExpired:
             bench.kill()
             stdout, stderr = bench.communicate()
     assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout
+
+
+def test_streaming_bench_quick_measures_both_systems_and_writes_figures(stack, tmp_path):
+    stdout = run_quick("streaming_bench.py", tmp_path)
     results = json.loads((tmp_path / "streaming.json").read_text())
     (only_round,) = results["rounds"]
     assert set(only_round["systems"]) == {"spark", "kafka_streams"}
@@ -168,20 +175,7 @@ def test_landing_bench_quick_measures_the_landing_and_writes_figures(stack, tmp_
     """bench/landing_bench.py --quick: both parts measured with sensible figures (every record
     landed, rates from the job's own clock, a no-op run without a JVM), results file and chart
     written, its topics and HDFS folders gone."""
-    bench = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "landing_bench.py"), "--quick", "--out", str(tmp_path)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        stdout, stderr = bench.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        bench.terminate()  # its SIGTERM handler stops the job and deletes the topics and folders
-        try:
-            stdout, stderr = bench.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            bench.kill()
-            stdout, stderr = bench.communicate()
-    assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    stdout = run_quick("landing_bench.py", tmp_path)
     results = json.loads((tmp_path / "landing.json").read_text())
     assert results["bench"] == "landing" and results["complete"]
     records = results["settings"]["records"]
