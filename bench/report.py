@@ -295,10 +295,12 @@ def landing_run_figures(wall_s: float, report: dict) -> dict:
 
     The job's own clock: a topic's data time runs from the first record a Spark task fetched
     (`first_record_ms`) to its commit record (`committed_ms`), so its records/s cannot carry the
-    start-up nor go negative (a difference of two runs' walls could). The rest of the wall time
-    is the run's fixed cost: fixed_s = launch_s (JVM, Python, the report: the wall outside the
-    topics) + spark_startup_s + protocol_s (recover, plan, manifest, commit, compaction,
-    snapshot of every topic)."""
+    start-up nor go negative (a difference of two runs' walls could). It counts the footers, the
+    decision, the renames and the commit (after the last record), not the consumer's creation nor
+    its first fetch (before the first record). The rest of the wall time is the run's fixed
+    cost: fixed_s = launch_s (JVM, Python, the report: the wall outside the topics) +
+    spark_startup_s + protocol_s (recover, plan, the Spark job's scheduling, compaction,
+    snapshot, of every topic)."""
     topics = []
     for t in report.get("topics", []):
         totals = t.get("totals") or {}

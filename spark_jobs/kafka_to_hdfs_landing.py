@@ -134,9 +134,19 @@ class HadoopFileSystem:
         self._fs(path).mkdirs(self._path(path))
 
     def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        from py4j.protocol import Py4JJavaError
+
         if length is None:
-            length = self.status(path).length - offset
-        stream = self._fs(path).open(self._path(path))
+            st = self.status(path)
+            if st is None:
+                raise FileNotFoundError(path)
+            length = st.length - offset
+        try:
+            stream = self._fs(path).open(self._path(path))
+        except Py4JJavaError as e:
+            if _java_class(e) == "java.io.FileNotFoundException":
+                raise FileNotFoundError(path) from None
+            raise
         try:
             stream.seek(offset)
             return bytes(self.jvm.org.apache.commons.io.IOUtils.toByteArray(stream, length))

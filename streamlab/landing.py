@@ -135,7 +135,8 @@ class FileSystem(Protocol):
     semantics); `replace` atomically renames a file over an existing one (HDFS rename with
     OVERWRITE; FileNotFoundError when the source or the destination's parent is missing);
     `concat` is HDFS's: atomically append the sources (same folder, non-empty) to the target and
-    remove them.
+    remove them. `status` None, `list` [] and `read`'s FileNotFoundError mean that the path does
+    not exist, nothing else: any other error (a NameNode in safe mode, a timeout) is raised.
     """
 
     can_concat: bool
@@ -261,20 +262,23 @@ class WebHdfsFileSystem:
         self.uri = client.url
 
     def status(self, path: str) -> FileStatus | None:
-        st = self.client.status(path, strict=False)
-        if st is None:
-            return None
+        try:
+            st = self.client.status(path)
+        except Exception as e:
+            if _missing(e):  # only "not found" is an answer; any other error is raised
+                return None
+            raise
         is_dir = st["type"] == "DIRECTORY"
         name = posixpath.basename(path.rstrip("/"))
         return FileStatus(path, name, is_dir, 0 if is_dir else st["length"], st.get("modificationTime", 0))
 
     def list(self, path: str) -> list[FileStatus]:
-        from hdfs.util import HdfsError
-
         try:
             entries = self.client.list(path, status=True)
-        except HdfsError:
-            return []
+        except Exception as e:
+            if _missing(e):
+                return []
+            raise
         return [
             FileStatus(
                 posixpath.join(path, n),
@@ -290,8 +294,13 @@ class WebHdfsFileSystem:
         self.client.makedirs(path)
 
     def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
-        with self.client.read(path, offset=offset, length=length) as r:
-            return r.read()
+        try:
+            with self.client.read(path, offset=offset, length=length) as r:
+                return r.read()
+        except Exception as e:
+            if _missing(e):
+                raise FileNotFoundError(path) from e
+            raise
 
     def create(self, path: str, data: bytes) -> None:
         from hdfs.util import HdfsError
@@ -331,6 +340,12 @@ class WebHdfsFileSystem:
 
     def delete_snapshot(self, path: str, name: str) -> None:
         self.client.delete_snapshot(path, name)
+
+
+def _missing(e: Exception) -> bool:
+    """A WebHDFS error that says the path does not exist (`hdfs.util.HdfsError` names the
+    NameNode's Java exception)."""
+    return getattr(e, "exception", None) == "FileNotFoundException"
 
 
 def walk_files(fs: FileSystem, root: str, include_hidden: bool = False) -> list[FileStatus]:

@@ -17,6 +17,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from streamlab import landing_run
 
 log = logging.getLogger("streamlab.landing_operator")
+WEBHDFS_TIMEOUT_S = (10, 120)  # connect, read
 
 
 class LandingSubmitOperator(SparkSubmitOperator):
@@ -41,6 +42,9 @@ class LandingSubmitOperator(SparkSubmitOperator):
 
         try:
             client = WebHDFSHook(webhdfs_conn_id=self.webhdfs_conn_id).get_conn()
+            # The hook's client waits forever; a hung NameNode must not hold the task for its
+            # 45-minute timeout (the `hdfs` client passes this to every request).
+            client._timeout = WEBHDFS_TIMEOUT_S
             report = landing_run.run_without_spark([str(a) for a in self.application_args], client)
         except Exception:  # the Spark job does the same run and reports what is wrong its own way
             log.warning("the run without Spark failed; submitting the Spark job", exc_info=True)

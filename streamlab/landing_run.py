@@ -202,6 +202,8 @@ def run(
                 log.info("%s: the run goes to Spark", e)
                 return None
             except Exception as e:  # report it, land the other topics, fail at the end
+                if writer is None and not isinstance(e, landing.LandingError):
+                    raise  # WebHDFS or librdkafka, not the landing: the Spark job's run decides
                 log.exception("topic %s failed", name)
                 reports.append({"topic": name, "status": "error", "error_type": type(e).__name__,
                                 "error": str(e)[:4000]})  # fmt: skip
@@ -255,7 +257,11 @@ class AdminOffsets:
         from confluent_kafka import IsolationLevel
         from confluent_kafka.admin import AdminClient
 
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": "streamlab-landing-offsets"})
+        # The connection settings the job's consumer gets too (a secured cluster's, say).
+        shared = {k: v for k, v in options.items() if k.startswith(("security.", "sasl.", "ssl."))}
+        self.admin = AdminClient(
+            {**shared, "bootstrap.servers": bootstrap, "client.id": "streamlab-landing-offsets"}
+        )
         self.timeout_s = timeout_s
         self.isolation = (
             IsolationLevel.READ_COMMITTED
@@ -306,6 +312,9 @@ def run_without_spark(argv: Sequence[str], webhdfs_client: Any) -> dict[str, Any
     """The run of the Spark job's arguments `argv` when nothing is new: its report, or None when
     a topic has records to land (nothing published for it; run the Spark job)."""
     args = parse_args(argv)
+    roots = (args.raw_root, args.quarantine_root, args.reports_root, args.report_path or "/")
+    if not all(r.startswith("/") for r in roots):
+        return None  # a URI or a relative path: resolved by the job's Hadoop configuration only
     fs = landing.WebHdfsFileSystem(webhdfs_client)
     offsets = AdminOffsets(args.bootstrap_servers, kafka_options(args))
     try:

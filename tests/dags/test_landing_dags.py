@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -131,11 +132,13 @@ def test_the_land_task_submits_spark_only_when_the_run_without_it_cannot_finish(
     from streamlab import landing_run
 
     land = dags["kafka_to_hdfs_landing"].get_task("land")
-    land.application_args = ["--bootstrap-servers", "h:1", "--topic", "t=text", "--run-id", "r"]
+    monkeypatch.setattr(
+        land, "application_args", ["--bootstrap-servers", "h:1", "--topic", "t", "--run-id", "r"]
+    )
     submitted = []
     monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, context: submitted.append(self.task_id))
     monkeypatch.setattr(
-        "airflow.providers.apache.hdfs.hooks.webhdfs.WebHDFSHook.get_conn", lambda self: object()
+        "airflow.providers.apache.hdfs.hooks.webhdfs.WebHDFSHook.get_conn", lambda self: SimpleNamespace()
     )
     outcomes = {
         "noop": {"run_id": "r", "status": "ok", "failed_topics": []},

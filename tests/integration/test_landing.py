@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from streamlab import deps
+from streamlab import deps, lake, landing
 from streamlab.airflow_client import AirflowClient
 from streamlab.stack import processes
 
@@ -587,6 +587,16 @@ def test_a_run_with_nothing_new_is_done_without_spark(stack, new_topic, webhdfs)
     listing = webhdfs.list(log_dir)
     assert landing_run.run_without_spark(argv, webhdfs) is None
     assert webhdfs.list(log_dir) == listing
+    # Past its read-only look: the protocol itself refuses before publishing anything.
+    fs = landing.WebHdfsFileSystem(webhdfs)
+    offsets = landing_run.AdminOffsets(stack.kafka_bootstrap, landing_run.KAFKA_DEFAULTS)
+    with pytest.raises(landing.StagingNeeded, match="10 offsets to land"):
+        landing.land_topic(fs, lake.TopicPaths(topic), offsets, None, run_id=f"{topic}-y")
+    assert webhdfs.list(log_dir) == listing
+    # WebHDFS's answers for a missing path are the file system contract's
+    assert fs.status(f"{log_dir}/nope") is None and fs.list(f"{log_dir}/nope") == []
+    with pytest.raises(FileNotFoundError):
+        fs.read(f"{log_dir}/nope")
 
     report, seen_spark = _trigger_and_watch(af, topic, f"it-{topic}-data")
     [t] = report["topics"]

@@ -816,3 +816,29 @@ def test_topic_ids_read_without_spark_match_the_java_clients_form():
         landing_run.java_topic_id(Uuid(0x0123456789ABCDEF, -0x0123456789ABCDF0)) == "ASNFZ4mrze_-3LqYdlQyEA"
     )
     assert str(Uuid(-1, -1)) == "/////////////////////w"  # why the conversion exists
+
+
+def test_without_a_writer_only_landing_errors_are_reported_others_go_to_spark(setup, tmp_path):
+    """A topic error of the protocol (a fenced run, a reset topic) is the run's answer, as in the
+    Spark job; an error of WebHDFS or librdkafka is raised, and the task submits the Spark job."""
+    from streamlab import landing_run
+
+    fs, paths, kafka = setup
+    argv = ["--bootstrap-servers", "x:1", "--topic", TOPIC, "--consumer-group", "", "--raw-root",
+            str(tmp_path / "raw"), "--reports-root", str(tmp_path / "reports")]  # fmt: skip
+    produce_batch(kafka, 4, T0)
+    run(fs, paths, kafka)
+    args = landing_run.parse_args(argv)
+    assert landing_run.run(args, fs, kafka, None)["topics"][0]["status"] == "noop"
+    kafka.id = "topic-id-2"  # deleted and created again
+    report = landing_run.run(args, fs, kafka, None)
+    assert report["status"] == "failed" and report["topics"][0]["error_type"] == "TopicResetError"
+
+    class Down(FakeKafka):
+        def available(self, topic):
+            raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        landing_run.run(args, fs, Down(), None)
+    writer = FakeWriter(fs, kafka)
+    assert landing_run.run(args, fs, Down(), writer)["topics"][0]["error_type"] == "ConnectionError"
