@@ -51,6 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import say, stop_on_signals  # noqa: E402
 from bench.report import (  # noqa: E402
     landing_run_figures,
     landing_title,
@@ -581,10 +582,6 @@ def fmt_s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
 # ---- main -------------------------------------------------------------------------------------
 
 
@@ -637,16 +634,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    # SIGTERM (and SIGINT, even when started in the background) unwind through the `finally`:
-    # the running job is stopped, the topics and folders deleted; a second signal cannot cut
-    # that clean-up short.
-    def stop(signum: int, _frame) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals()
     args.out = args.out or Path(tempfile.mkdtemp(prefix="landing-bench-quick-"))
     cfg = StackConfig.load()
     bench = Bench(cfg, args)

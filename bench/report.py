@@ -6,6 +6,7 @@ The summary and the chart again from a results file's rounds (after a change of 
 
     .venv/bin/python bench/report.py bench/results/streaming.json
     .venv/bin/python bench/report.py bench/results/landing.json
+    .venv/bin/python bench/report.py bench/results/memory.json
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ GOAL_P99_S_AT_1000 = 2.0  # Spark's p99 at 1,000 lines/s, at most (seconds)
 # The goals of issue 12 for the landing job.
 GOAL_LANDING_RATIO = 0.7  # the job's own records/s / ConsumerPerformance's (medians), at least
 GOAL_NOOP_S = 5.0  # a no-op run through Airflow, start of `land` to end of `report`, at most
+# The goal of issue 12 for the stack's memory after a workload.
+GOAL_MEMORY_RSS_MIB = 3 * 1024  # RSS summed over every process of the stack, at most
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -611,6 +614,125 @@ def landing_title(results: dict) -> str:
     )
 
 
+# ---- memory -----------------------------------------------------------------------------------
+
+# The scheduler's process tree holds more than the scheduler: the LocalExecutor's workers, a task
+# process per running task, and the Spark jobs those tasks submitted. Shown apart.
+STREAMING_JOB = "streaming job"
+SPARK_JOBS = "other Spark jobs"
+EXECUTOR_WORKERS = "executor workers"
+TASK_PROCESSES = "task processes"
+
+
+def memory_part(service: str, cmdline: Sequence[str]) -> str:
+    """The part of the stack a process of `service`'s tree belongs to, from its command line."""
+    if service != "airflow-scheduler":
+        return service
+    line = " ".join(cmdline)
+    if "wordcount_stream" in line:
+        return STREAMING_JOB  # spark-submit's JVM (--name wordcount_stream) and its Python driver
+    if "org.apache.spark" in line or "spark_jobs/" in line:
+        return SPARK_JOBS
+    if line.startswith("airflow worker -- LocalExecutor"):
+        return EXECUTOR_WORKERS
+    if line.startswith("airflow worker -- "):
+        return TASK_PROCESSES
+    return service
+
+
+def _total(parts: dict | None) -> dict | None:
+    if parts is None:
+        return None
+    return {
+        "processes": sum(p["processes"] for p in parts.values()),
+        "rss_mib": sum(p["rss_mib"] for p in parts.values()),
+        "pss_mib": sum(p["pss_mib"] for p in parts.values()),
+    }
+
+
+def summarize_memory(results: dict) -> dict:
+    """Per part: its figures after the workload (None: no such process then) and its RSS in the
+    peak sample; the totals; the goal, judged on RSS after the workload (None when the run did
+    not get there)."""
+    after, peak = results.get("after"), results.get("peak") or {}
+    names = list(after or {}) + [n for n in peak if n not in (after or {})]
+    parts = [
+        {"part": n, "after": (after or {}).get(n), "peak_rss_mib": (peak.get(n) or {}).get("rss_mib", 0.0)}
+        for n in names
+    ]
+    total = _total(after) or {"processes": 0, "rss_mib": None, "pss_mib": None}
+    peak_total = _total(peak) or {"rss_mib": 0.0}
+    total["peak_rss_mib"] = peak_total["rss_mib"]
+    return {
+        "parts": parts,
+        "total": total,
+        "goal_rss_mib": GOAL_MEMORY_RSS_MIB,
+        "goal_met": None if after is None else total["rss_mib"] <= GOAL_MEMORY_RSS_MIB,
+    }
+
+
+def plot_memory(summary: dict, path: Path, title: str) -> None:
+    """Left: each part's RSS and PSS after the workload, and its RSS in the peak sample.
+    Right: the totals, stacked by part, beside the goal."""
+    plt = _pyplot()
+
+    parts = summary["parts"]
+    fig, (part_ax, total_ax) = plt.subplots(1, 2, figsize=(14, max(4.0, 0.42 * len(parts) + 1.5)),
+                                            gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    names = [p["part"] for p in parts]
+    ys = list(range(len(parts)))[::-1]
+    h = 0.27
+
+    def after(p: dict, key: str) -> float:
+        return (p["after"] or {}).get(key, 0.0)
+
+    part_ax.barh([y + h for y in ys], [p["peak_rss_mib"] for p in parts], h, color="#f3c4a8",
+                 label="RSS at the peak")  # fmt: skip
+    part_ax.barh(ys, [after(p, "rss_mib") for p in parts], h, color="#e25a1c", label="RSS after the workload")
+    part_ax.barh([y - h for y in ys], [after(p, "pss_mib") for p in parts], h, color="#7a2e0e",
+                 label="PSS after the workload")  # fmt: skip
+    for y, p in zip(ys, parts, strict=True):
+        part_ax.annotate(f" {after(p, 'rss_mib'):,.0f}", (after(p, "rss_mib"), y), va="center", fontsize=7)
+    part_ax.set_yticks(ys, names)
+    part_ax.set_xlabel("MiB")
+    part_ax.set_title("per part of the stack", fontsize=10)
+    part_ax.legend(fontsize=8, loc="lower right")
+
+    cmap = plt.get_cmap("tab20")
+    columns = [("RSS after", "rss_mib", None), ("PSS after", "pss_mib", None), ("RSS at peak", None, "peak")]
+    for x, (_label, key, _peak) in enumerate(columns):
+        bottom = 0.0
+        for i, p in enumerate(parts):
+            value = p["peak_rss_mib"] if key is None else after(p, key)
+            total_ax.bar(x, value, 0.6, bottom=bottom, color=cmap(i % 20),
+                         label=p["part"] if x == 0 else None)  # fmt: skip
+            bottom += value
+        total_ax.annotate(f"{bottom:,.0f}", (x, bottom), ha="center", va="bottom", fontsize=8)
+    total_ax.axhline(summary["goal_rss_mib"], color="black", linestyle="--", linewidth=1,
+                     label=f"goal: RSS after at most {summary['goal_rss_mib']:,} MiB")  # fmt: skip
+    total_ax.set_xticks(range(len(columns)), [c[0] for c in columns])
+    total_ax.set_ylabel("MiB, summed over the processes")
+    total_ax.set_title("the whole stack", fontsize=10)
+    total_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def memory_title(results: dict) -> str:
+    settings = results["settings"]
+    rates = ", ".join(f"{r:,}" for r in settings.get("rates", []))
+    partial = "" if results.get("complete", True) else ", interrupted"
+    return (
+        f"stack memory after {rates} lines/s x {settings.get('seconds', 0):g} s into the streaming job, "
+        f"{settings.get('landings', 0)} landing run(s)"
+        + (", a batch run" if settings.get("batch") else "")
+        + f"{partial}; {results['host']['cpus']} cores, {results['started'][:10]}"
+        + (" (--quick)" if settings.get("quick") else "")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -625,6 +747,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif bench == "landing":
         results["summary"] = summarize_landing(results)
         plot, title = plot_landing, landing_title
+    elif bench == "memory":
+        results["summary"] = summarize_memory(results)
+        plot, title = plot_memory, memory_title
     else:
         parser.error(f"{args.results}: not the results of a known bench")
     write_json(args.results, results)

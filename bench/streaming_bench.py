@@ -66,6 +66,7 @@ from confluent_kafka import (  # noqa: E402
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from bench.common import say, stop_on_signals  # noqa: E402
 from bench.report import (  # noqa: E402
     finite,
     percentile,
@@ -552,10 +553,6 @@ def fmt(seconds: float | None) -> str:
     return "  -   " if seconds is None else f"{seconds:6.3f} s"
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
 # ---- main -------------------------------------------------------------------------------------
 
 
@@ -609,16 +606,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    # SIGTERM (and SIGINT, even when started in the background) unwind through the `finally`s:
-    # the systems under test are stopped and the topics deleted; a second signal cannot cut
-    # that clean-up short.
-    def stop(signum: int, _frame) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals()
     args.out = args.out or Path(tempfile.mkdtemp(prefix="streaming-bench-quick-"))
     cfg = StackConfig.load()
     if "kafka_streams" in args.systems:
