@@ -652,8 +652,10 @@ def _total(parts: dict | None) -> dict | None:
 
 def summarize_memory(results: dict) -> dict:
     """Per part: its figures after the workload (None: no such process then) and its RSS in the
-    peak sample; the totals; the goal, judged on RSS after the workload (None when the run did
-    not get there)."""
+    peak sample; the totals; the goal. The stack's RSS counts each resident page once, however
+    many of its processes map it; summed RSS counts it once per process (an overstatement: the
+    forked Airflow workers share most of their pages); the goal is judged on the first, or on
+    summed RSS when the first could not be read (it is never smaller)."""
     after, peak = results.get("after"), results.get("peak") or {}
     names = list(after or {}) + [n for n in peak if n not in (after or {})]
     parts = [
@@ -661,13 +663,19 @@ def summarize_memory(results: dict) -> dict:
         for n in names
     ]
     total = _total(after) or {"processes": 0, "rss_mib": None, "pss_mib": None}
-    peak_total = _total(peak) or {"rss_mib": 0.0}
-    total["peak_rss_mib"] = peak_total["rss_mib"]
+    total["peak_rss_mib"] = (_total(peak) or {"rss_mib": 0.0})["rss_mib"]
+    total["stack_rss_mib"] = results.get("after_stack_rss_mib") if after is not None else None
+    total["peak_stack_rss_mib"] = results.get("peak_stack_rss_mib")
+    judged = total["stack_rss_mib"] if total["stack_rss_mib"] is not None else total["rss_mib"]
     return {
         "parts": parts,
         "total": total,
         "goal_rss_mib": GOAL_MEMORY_RSS_MIB,
-        "goal_met": None if after is None else total["rss_mib"] <= GOAL_MEMORY_RSS_MIB,
+        "goal_on": "stack_rss_mib" if total["stack_rss_mib"] is not None else "rss_mib",
+        "goal_met": None if judged is None else judged <= GOAL_MEMORY_RSS_MIB,
+        "summed_rss_within_goal": None
+        if total["rss_mib"] is None
+        else total["rss_mib"] <= GOAL_MEMORY_RSS_MIB,
     }
 
 
@@ -699,8 +707,12 @@ def plot_memory(summary: dict, path: Path, title: str) -> None:
     part_ax.legend(fontsize=8, loc="lower right")
 
     cmap = plt.get_cmap("tab20")
-    columns = [("RSS after", "rss_mib", None), ("PSS after", "pss_mib", None), ("RSS at peak", None, "peak")]
-    for x, (_label, key, _peak) in enumerate(columns):
+    columns = [
+        ("RSS after,\nsummed", "rss_mib"),
+        ("PSS after,\nsummed", "pss_mib"),
+        ("RSS at the\npeak, summed", None),
+    ]
+    for x, (_label, key) in enumerate(columns):
         bottom = 0.0
         for i, p in enumerate(parts):
             value = p["peak_rss_mib"] if key is None else after(p, key)
@@ -708,6 +720,13 @@ def plot_memory(summary: dict, path: Path, title: str) -> None:
                          label=p["part"] if x == 0 else None)  # fmt: skip
             bottom += value
         total_ax.annotate(f"{bottom:,.0f}", (x, bottom), ha="center", va="bottom", fontsize=8)
+    stack_rss = summary["total"].get("stack_rss_mib")
+    if stack_rss is not None:
+        total_ax.bar(len(columns), stack_rss, 0.6, color="#555555", label="the stack's RSS, each page once")
+        total_ax.annotate(
+            f"{stack_rss:,.0f}", (len(columns), stack_rss), ha="center", va="bottom", fontsize=8
+        )
+        columns.append(("the stack's\nRSS after", None))
     total_ax.axhline(summary["goal_rss_mib"], color="black", linestyle="--", linewidth=1,
                      label=f"goal: RSS after at most {summary['goal_rss_mib']:,} MiB")  # fmt: skip
     total_ax.set_xticks(range(len(columns)), [c[0] for c in columns])

@@ -89,6 +89,15 @@ SPARK_CONF: dict[str, str] = {
     # Adaptive execution does not apply to streaming queries; off, without a warning each start.
     "spark.sql.adaptive.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    # The driver runs for days: bound what it keeps. RocksDB's memtables and block cache (64 MiB
+    # memtables per store instance by default) share one budget off the heap; the UI keeps the
+    # last 100 micro-batches' jobs and queries instead of 1,000 (each holds its plan's metrics).
+    "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
+    "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": "64",
+    "spark.ui.retainedJobs": "100",
+    "spark.ui.retainedStages": "100",
+    "spark.ui.retainedTasks": "10000",
+    "spark.sql.ui.retainedExecutions": "100",
 }
 
 

@@ -11,7 +11,7 @@ isolated stack (its own state folder and free ports) beside a developer's.
     STREAMLAB_PORT_<KEY>      e.g. STREAMLAB_PORT_KAFKA=19092 (each service module of
                               streamlab/stack/ declares its port keys and defaults in PORTS)
     STREAMLAB_SPARK_MASTER    master of spark_default (default: local[2])
-    STREAMLAB_AIRFLOW_PARALLELISM  task slots (default: 4, sized for 2 cores)
+    STREAMLAB_AIRFLOW_PARALLELISM  task slots (default: 3, sized for 2 cores)
 
 The ports a stack was started with are saved in `<home>/stack.json`; later commands read them
 from there, so `make status` or `bin/kafka-topics.sh` find a stack started with other ports.
@@ -97,7 +97,9 @@ class StackConfig:
     profile: str = "local"
     deps: Path = REPO / ".deps"
     spark_master: str = "local[2]"
-    airflow_parallelism: int = 4
+    # The streaming job holds a slot for good; two Spark jobs besides it are what 2 cores take.
+    # Each slot is a LocalExecutor worker forked at the first task (~150 MiB RSS each).
+    airflow_parallelism: int = 3
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -135,7 +137,7 @@ class StackConfig:
             or saved.get("spark_master")
             or ("" if profile == "cluster" else "local[2]"),
             airflow_parallelism=int(
-                os.environ.get("STREAMLAB_AIRFLOW_PARALLELISM") or saved.get("airflow_parallelism") or 4
+                os.environ.get("STREAMLAB_AIRFLOW_PARALLELISM") or saved.get("airflow_parallelism") or 3
             ),
         )
 
@@ -344,6 +346,9 @@ class StackConfig:
             }
         )
         env.update(self.airflow_connections())
+        # glibc gives a process up to 8 malloc arenas per core, one per busy thread, each keeping
+        # what it freed: the JVMs (RocksDB, Netty) and Airflow's threads held that as RSS.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         # Java 17 takes its default charset from the locale: without one it is ASCII, and javac
         # rejects the lab's SimpleProducer.java (an "é" in a comment). Python itself sets
         # LC_CTYPE=C.UTF-8 (PEP 538) when it finds no locale: then the shell has none either.

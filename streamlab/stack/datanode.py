@@ -27,7 +27,7 @@ def services(cfg: StackConfig) -> list[Service]:
             dn.service,
             Layer.DATANODE,
             (dn.port, dn.http_port, dn.ipc_port),
-            lambda cfg, java, dn=dn: hadoop.java_cmd(cfg, java, MAIN, heap="256m", conf_name=dn.conf),
+            lambda cfg, java, dn=dn: hadoop.java_cmd(cfg, java, MAIN, heap="128m", conf_name=dn.conf),
             lambda cfg, dn=dn: health(cfg, dn),
         )
         for dn in cfg.datanodes

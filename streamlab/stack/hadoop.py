@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from streamlab.config import HOST, DataNode, StackConfig
+from streamlab.stack.java import SERVER_JVM_FLAGS
 from streamlab.stack.service import http_json
 
 # Hadoop still reflects into JDK internals on Java 17.
@@ -29,7 +30,7 @@ def java_cmd(
 ) -> list[str]:
     conf = cfg.conf_dir / conf_name
     return [
-        java, f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true", *JDK17_OPENS,
+        java, f"-Xmx{heap}", *SERVER_JVM_FLAGS, "-Djava.awt.headless=true", *JDK17_OPENS,
         f"-Dhadoop.log.dir={cfg.log_dir}", f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
         "-cp", f"{conf}{os.pathsep}{cfg.jars('hadoop')}/*", main, *args,
     ]  # fmt: skip

@@ -10,6 +10,11 @@ from pathlib import Path
 
 from streamlab.stack.service import StackError
 
+# The servers' JVMs: the serial collector and a heap that starts small. G1 (the default) keeps
+# its own threads and region tables and grows the heap towards -Xmx before it collects: on a
+# single-node stack of small heaps that is RSS without a use, and its short pauses buy nothing.
+SERVER_JVM_FLAGS = ("-XX:+UseSerialGC", "-Xms32m")
+
 
 def java_binary() -> str:
     """The `java` to use (JAVA_HOME first), checked to be Java 17 or newer."""

@@ -23,7 +23,7 @@ def services(cfg: StackConfig) -> list[Service]:
             "namenode",
             Layer.NAMENODE,
             ("namenode_rpc", "namenode_http"),
-            lambda cfg, java: hadoop.java_cmd(cfg, java, MAIN, heap="384m"),
+            lambda cfg, java: hadoop.java_cmd(cfg, java, MAIN, heap="192m"),
             health,
         )
     ]

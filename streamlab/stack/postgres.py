@@ -231,7 +231,7 @@ def command(cfg: StackConfig) -> list[str]:
         "-c", f"listen_addresses={HOST}", "-c", f"port={cfg.ports['postgres']}",
         "-c", "unix_socket_directories=",
         # Sized for one machine: Airflow's processes keep pools of a few connections each.
-        "-c", "max_connections=200", "-c", "shared_buffers=32MB",
+        "-c", "max_connections=200", "-c", "shared_buffers=16MB",
         # Fewer resident processes: synchronous I/O instead of 3 I/O workers, and no logical
         # replication launcher (nothing replicates from this database).
         "-c", "io_method=sync", "-c", "max_logical_replication_workers=0",

@@ -36,6 +36,10 @@ def write_config(cfg: StackConfig) -> None:
         f"spark.driver.host {HOST}\n"
         f"spark.driver.bindAddress {HOST}\n"
         "spark.ui.showConsoleProgress false\n"
+        # The driver JVM of every job (local mode: the executors too). 1g and G1, the defaults,
+        # made the streaming job's JVM ~1.1 GiB RSS; its state lives in RocksDB, off the heap.
+        "spark.driver.memory 512m\n"
+        "spark.driver.extraJavaOptions -XX:+UseSerialGC\n"
         # The HDFS client sleeps 400 ms by default before re-polling the close of every small
         # file (checkpoints, commit logs): 20 ms takes streaming p50 from 1.45 s to 0.35 s.
         "spark.hadoop.dfs.client.block.write.locateFollowingBlock.initial.delay.ms 20\n"

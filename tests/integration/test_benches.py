@@ -225,3 +225,29 @@ def test_landing_bench_quick_measures_the_landing_and_writes_figures(stack, tmp_
     ]
     client = hdfs.InsecureClient(stack.webhdfs_url, user="streamlab")
     assert client.status(f"/bench/{results['id']}", strict=False) is None
+
+
+def test_memory_bench_quick_measures_every_part_after_its_workload(stack, tmp_path):
+    """bench/memory_bench.py --quick: text through the stack's streaming job (its count came
+    back), a landing run through Airflow that succeeded, every service measured before and after
+    (the streaming job as its own part), results file and chart written."""
+    stdout = run_quick("memory_bench.py", tmp_path)
+    results = json.loads((tmp_path / "memory.json").read_text())
+    assert results["bench"] == "memory" and results["complete"]
+    (phase,) = results["stream"]
+    assert phase["rate"] == 1000 and phase["lines"] == 5000 and phase["caught_up_s"] is not None
+    (run,) = results["runs"]
+    assert run["dag_id"] == "kafka_to_hdfs_landing" and run["state"] == "success"
+    after = results["after"]
+    for name in ("postgres", "kafka", "namenode", "datanode", "airflow-api-server", "airflow-scheduler",
+                 "airflow-dag-processor", "airflow-triggerer", "streaming job", "executor workers"):  # fmt: skip
+        assert after[name]["processes"] >= 1 and after[name]["rss_mib"] > 10, name
+        assert 0 < after[name]["pss_mib"] <= after[name]["rss_mib"] + 1, name
+    assert after["streaming job"]["processes"] == 2  # spark-submit's JVM and the Python driver
+    summary = results["summary"]
+    assert summary["total"]["rss_mib"] == sum(p["rss_mib"] for p in after.values())
+    assert summary["total"]["peak_rss_mib"] >= max(s["rss_mib"] for s in results["timeline"]) - 1
+    assert summary["goal_met"] in (True, False)  # judged, whatever the figure on this machine
+    assert "total after the workload" in stdout
+    with Image.open(tmp_path / "memory.png") as img:
+        assert img.format == "PNG" and img.size[0] > 500
