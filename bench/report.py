@@ -7,6 +7,7 @@ The summary and the chart again from a results file's rounds (after a change of 
     .venv/bin/python bench/report.py bench/results/streaming.json
     .venv/bin/python bench/report.py bench/results/landing.json
     .venv/bin/python bench/report.py bench/results/memory.json
+    .venv/bin/python bench/report.py bench/results/stack.json
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ GOAL_P99_S_AT_1000 = 2.0  # Spark's p99 at 1,000 lines/s, at most (seconds)
 GOAL_LANDING_RATIO = 0.7  # the job's own records/s / ConsumerPerformance's (medians), at least
 GOAL_NOOP_S = 5.0  # a no-op run through Airflow, start of `land` to end of `report`, at most
 # The goal of issue 12 for the stack's memory after a workload.
-GOAL_MEMORY_RSS_MIB = 3 * 1024  # RSS summed over every process of the stack, at most
+GOAL_MEMORY_RSS_MIB = 3 * 1024  # the stack's RSS after a workload, at most
+GOAL_UP_S = 30.0  # `make up` from stopped to all services healthy, at most
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -640,6 +642,17 @@ def memory_part(service: str, cmdline: Sequence[str]) -> str:
     return service
 
 
+# The order of the chart and the table (the results file sorts its keys): the stack's services in
+# start order, the scheduler's tree beside the scheduler.
+PART_ORDER = ("postgres", "kafka", "namenode", "datanode", "airflow-api-server", "airflow-scheduler",
+              EXECUTOR_WORKERS, TASK_PROCESSES, STREAMING_JOB, SPARK_JOBS, "airflow-dag-processor",
+              "airflow-triggerer")  # fmt: skip
+
+
+def _part_rank(name: str) -> tuple[int, str]:
+    return (PART_ORDER.index(name) if name in PART_ORDER else len(PART_ORDER), name)
+
+
 def _total(parts: dict | None) -> dict | None:
     if parts is None:
         return None
@@ -657,7 +670,7 @@ def summarize_memory(results: dict) -> dict:
     forked Airflow workers share most of their pages); the goal is judged on the first, or on
     summed RSS when the first could not be read (it is never smaller)."""
     after, peak = results.get("after"), results.get("peak") or {}
-    names = list(after or {}) + [n for n in peak if n not in (after or {})]
+    names = sorted({*(after or {}), *peak}, key=_part_rank)
     parts = [
         {"part": n, "after": (after or {}).get(n), "peak_rss_mib": (peak.get(n) or {}).get("rss_mib", 0.0)}
         for n in names
@@ -676,17 +689,19 @@ def summarize_memory(results: dict) -> dict:
         "summed_rss_within_goal": None
         if total["rss_mib"] is None
         else total["rss_mib"] <= GOAL_MEMORY_RSS_MIB,
+        "timeline": results.get("timeline") or [],
     }
 
 
 def plot_memory(summary: dict, path: Path, title: str) -> None:
     """Left: each part's RSS and PSS after the workload, and its RSS in the peak sample.
-    Right: the totals, stacked by part, beside the goal."""
+    Middle: the totals, stacked by part, beside the goal. Right: the totals over the workload."""
     plt = _pyplot()
 
     parts = summary["parts"]
-    fig, (part_ax, total_ax) = plt.subplots(1, 2, figsize=(14, max(4.0, 0.42 * len(parts) + 1.5)),
-                                            gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    fig, (part_ax, total_ax, time_ax) = plt.subplots(
+        1, 3, figsize=(20, max(4.5, 0.42 * len(parts) + 1.5)), gridspec_kw={"width_ratios": [3, 2, 3]}
+    )
     names = [p["part"] for p in parts]
     ys = list(range(len(parts)))[::-1]
     h = 0.27
@@ -732,11 +747,36 @@ def plot_memory(summary: dict, path: Path, title: str) -> None:
     total_ax.set_xticks(range(len(columns)), [c[0] for c in columns])
     total_ax.set_ylabel("MiB, summed over the processes")
     total_ax.set_title("the whole stack", fontsize=10)
-    total_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    total_ax.set_ylim(top=total_ax.get_ylim()[1] * 1.6)  # room for the legend above the bars
+    total_ax.legend(fontsize=7, loc="upper center", ncol=2)
+    _plot_memory_timeline(time_ax, summary)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_memory_timeline(ax, summary: dict) -> None:
+    timeline = summary.get("timeline") or []
+    ts = [t["t_s"] for t in timeline]
+    for key, label, color in (("rss_mib", "summed RSS", "#e25a1c"), ("pss_mib", "summed PSS", "#7a2e0e"),
+                              ("stack_rss_mib", "the stack's RSS, each page once", "#555555")):  # fmt: skip
+        points = [(t, s[key]) for t, s in zip(ts, timeline, strict=True) if s.get(key) is not None]
+        if points:
+            ax.plot([t for t, _ in points], [v for _, v in points], color=color, label=label, linewidth=1.2)
+    ax.axhline(summary["goal_rss_mib"], color="black", linestyle="--", linewidth=1, label="goal")
+    phase = None
+    for t, sample in zip(ts, timeline, strict=True):
+        if sample["phase"] != phase:
+            phase = sample["phase"]
+            ax.axvline(t, color="grey", linewidth=0.5)
+            ax.annotate(phase, (t, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                        va="bottom", ha="right", color="grey")  # fmt: skip
+    ax.set_xlabel("seconds since the start")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(bottom=0)
+    ax.set_title("during the workload (every sample)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
 
 
 def memory_title(results: dict) -> str:
@@ -749,6 +789,68 @@ def memory_title(results: dict) -> str:
         + (", a batch run" if settings.get("batch") else "")
         + f"{partial}; {results['host']['cpus']} cores, {results['started'][:10]}"
         + (" (--quick)" if settings.get("quick") else "")
+    )
+
+
+# ---- start-up ---------------------------------------------------------------------------------
+
+
+def summarize_stack(results: dict) -> dict:
+    """The restarts against the goal (every round within it), and the idle memory's totals."""
+    rounds = results.get("restarts") or []
+    healthy = [r["healthy_s"] for r in rounds]
+    known = [h for h in healthy if h is not None]
+    return {
+        "healthy_s": healthy,
+        "up_s": [r["up_s"] for r in rounds],
+        "goal_up_s": GOAL_UP_S,
+        "goal_met": bool(known) and len(known) == len(healthy) and max(known) <= GOAL_UP_S,
+        "idle_total": _total(results.get("idle")),
+        "idle_stack_rss_mib": results.get("idle_stack_rss_mib"),
+    }
+
+
+def plot_stack(summary: dict, path: Path, title: str) -> None:
+    """Left: each restart, to all healthy and the whole `up`, beside the goal. Right: the idle
+    memory's totals (summed RSS, summed PSS, the stack's RSS)."""
+    plt = _pyplot()
+
+    fig, (up_ax, mem_ax) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    xs = list(range(1, len(summary["up_s"]) + 1))
+    width = 0.38
+    up_ax.bar([x - width / 2 for x in xs], [h or 0 for h in summary["healthy_s"]], width, color="#e25a1c",
+              label="from stopped to all healthy")  # fmt: skip
+    up_ax.bar([x + width / 2 for x in xs], summary["up_s"], width, color="#f3c4a8",
+              label="the whole `up` (+ topics provisioning)")  # fmt: skip
+    up_ax.axhline(summary["goal_up_s"], color="black", linestyle="--", linewidth=1,
+                  label=f"goal: healthy within {summary['goal_up_s']:g} s")  # fmt: skip
+    up_ax.set_xticks(xs, [f"restart {x}" for x in xs])
+    up_ax.set_ylabel("seconds")
+    up_ax.set_title("`make up` from stopped", fontsize=10)
+    up_ax.legend(fontsize=8, loc="lower right")
+
+    total = summary["idle_total"] or {"rss_mib": 0.0, "pss_mib": 0.0}
+    bars = [("summed RSS", total["rss_mib"]), ("summed PSS", total["pss_mib"]),
+            ("the stack's RSS,\neach page once", summary["idle_stack_rss_mib"] or 0.0)]  # fmt: skip
+    mem_ax.bar(range(len(bars)), [v for _, v in bars], 0.6, color=["#e25a1c", "#7a2e0e", "#555555"])
+    for x, (_, v) in enumerate(bars):
+        mem_ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=8)
+    mem_ax.set_xticks(range(len(bars)), [b for b, _ in bars], fontsize=8)
+    mem_ax.set_ylabel("MiB")
+    mem_ax.set_title("idle memory of the whole stack", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def stack_title(results: dict) -> str:
+    settings = results["settings"]
+    partial = "" if results.get("complete", True) else ", interrupted"
+    return (
+        f"local stack: {len(results.get('restarts') or [])} restart(s), idle {settings.get('idle', 0):g} s"
+        f"{partial}; {results['host']['cpus']} cores, {results['started'][:10]}"
+        + (" (--quick, no platform DAGs)" if settings.get("quick") else "")
     )
 
 
@@ -769,6 +871,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif bench == "memory":
         results["summary"] = summarize_memory(results)
         plot, title = plot_memory, memory_title
+    elif bench == "stack":
+        results["summary"] = summarize_stack(results)
+        plot, title = plot_stack, stack_title
     else:
         parser.error(f"{args.results}: not the results of a known bench")
     write_json(args.results, results)

@@ -5,6 +5,7 @@ words as the Spark job. Figures are checked for presence and sense, never agains
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -250,4 +251,25 @@ def test_memory_bench_quick_measures_every_part_after_its_workload(stack, tmp_pa
     assert summary["goal_met"] in (True, False)  # judged, whatever the figure on this machine
     assert "total after the workload" in stdout
     with Image.open(tmp_path / "memory.png") as img:
+        assert img.format == "PNG" and img.size[0] > 500
+
+
+def test_stack_bench_quick_starts_restarts_and_stops_an_isolated_stack(stack, tmp_path):
+    """bench/stack_bench.py --quick: an isolated stack up, down and up again, its idle memory read,
+    down with no process left; results file and chart written (the developer's stack untouched)."""
+    stdout = run_quick("stack_bench.py", tmp_path)
+    results = json.loads((tmp_path / "stack.json").read_text())
+    assert results["bench"] == "stack" and results["complete"]
+    (restart,) = results["restarts"]
+    assert 0 < restart["healthy_s"] < restart["up_s"]
+    assert results["first_up_s"] > 0 and results["noop_up_s"] > 0
+    for name in ("postgres", "kafka", "namenode", "datanode", "airflow-api-server", "airflow-scheduler"):
+        assert results["idle"][name]["rss_mib"] > 10, name
+    if os.geteuid() == 0:  # frame numbers are readable: pages shared by forks counted once
+        assert 0 < results["idle_stack_rss_mib"] < results["summary"]["idle_total"]["rss_mib"]
+    else:
+        assert results["idle_stack_rss_mib"] is None
+    assert results["left_after_down"] == 0
+    assert "up from stopped to all healthy" in stdout
+    with Image.open(tmp_path / "stack.png") as img:
         assert img.format == "PNG" and img.size[0] > 500
