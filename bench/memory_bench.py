@@ -45,8 +45,10 @@ import psutil  # noqa: E402
 from bench import report  # noqa: E402
 from bench.common import say, stop_on_signals  # noqa: E402
 from bench.report import (  # noqa: E402
+    OUTSIDE,
     memory_part,
     memory_title,
+    memory_total,
     plot_memory,
     summarize_memory,
     write_json,
@@ -54,7 +56,7 @@ from bench.report import (  # noqa: E402
 from bench.streaming_bench import MarkerWatcher, PacedProducer  # noqa: E402
 from streamlab.airflow_client import AirflowClient  # noqa: E402
 from streamlab.config import StackConfig  # noqa: E402
-from streamlab.stack.processes import descendants, running_pid  # noqa: E402
+from streamlab.stack.processes import descendants, running_pid, stack_pids  # noqa: E402
 from streamlab.stack.registry import services  # noqa: E402
 
 INPUT_TOPIC = "Hello-Kafka"  # DAG streaming_wordcount's default params
@@ -84,6 +86,20 @@ def sample(cfg: StackConfig) -> tuple[dict[str, dict], list[int]]:
             part["rss_mib"] += mem.rss / 2**20
             part["pss_mib"] += mem.pss / 2**20
             pids.append(p)
+    # A process of the stack can leave its service's tree: a spark-submit JVM whose task process
+    # was killed is re-parented to init. It still holds memory: counted apart.
+    for p in stack_pids(str(cfg.home.resolve())):
+        if p in pids:
+            continue
+        try:
+            mem = psutil.Process(p).memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        part = parts.setdefault(OUTSIDE, {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0})
+        part["processes"] += 1
+        part["rss_mib"] += mem.rss / 2**20
+        part["pss_mib"] += mem.pss / 2**20
+        pids.append(p)
     return parts, pids
 
 
@@ -143,13 +159,13 @@ class Sampler(threading.Thread):
     def take(self) -> tuple[dict[str, dict], float | None]:
         parts, pids = sample(self.cfg)
         stack_rss = stack_rss_mib(pids)
-        rss = sum(p["rss_mib"] for p in parts.values())
-        pss = sum(p["pss_mib"] for p in parts.values())
+        total = memory_total(parts)
+        rss, pss = total["rss_mib"], total["pss_mib"]
         self.timeline.append(
             {"t_s": round(time.monotonic() - self.t0, 1), "phase": self.phase, "rss_mib": round(rss, 1),
              "pss_mib": round(pss, 1), "stack_rss_mib": None if stack_rss is None else round(stack_rss, 1)}
         )  # fmt: skip
-        if rss > sum(p["rss_mib"] for p in self.peak.values()):
+        if rss > (memory_total(self.peak) or {"rss_mib": 0.0})["rss_mib"]:
             self.peak = parts
         if stack_rss is not None and stack_rss > (self.peak_stack_rss_mib or 0):
             self.peak_stack_rss_mib = stack_rss
@@ -181,14 +197,18 @@ def stream_phase(cfg: StackConfig, rate: int, seconds: float, catch_up_timeout: 
             "caught_up_s": None if caught_up is None else round(max(0.0, caught_up), 2)}  # fmt: skip
 
 
-def run_dag(client: AirflowClient, dag_id: str, timeout: float, logical_date: datetime | None = None) -> dict:
-    """Trigger a run (for `logical_date`: re-run that day's run if there is one, as a user
-    reprocessing a day does), wait for its end; its state and duration."""
-    body = {"logical_date": logical_date.isoformat() if logical_date else None, "conf": {}}
+def run_dag(client: AirflowClient, dag_id: str, timeout: float, day: datetime | None = None) -> dict:
+    """Trigger a run (for the UTC `day` as its data interval: re-run that day's run if there is
+    one, as a user reprocessing a day does), wait for its end; its state and duration."""
+    body: dict = {"logical_date": None, "conf": {}}
+    if day is not None:
+        # Without the interval a manual run of a daily timetable covers the day BEFORE its date.
+        body.update(logical_date=day.isoformat(), data_interval_start=day.isoformat(),
+                    data_interval_end=(day + timedelta(days=1)).isoformat())  # fmt: skip
     try:
         run_id = client.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"]
     except urllib.error.HTTPError as exc:
-        if exc.code != 409 or logical_date is None:
+        if exc.code != 409 or day is None:
             raise
         (run,) = client.runs(
             dag_id, logical_date_gte=body["logical_date"], logical_date_lte=body["logical_date"]
@@ -295,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler.phase = "batch run"
             yesterday = (started - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
             say(f"batch run for {yesterday.date()} through Airflow ...")
-            results["runs"].append(run_dag(client, BATCH_DAG, args.run_timeout, logical_date=yesterday))
+            results["runs"].append(run_dag(client, BATCH_DAG, args.run_timeout, day=yesterday))
             say(f"  {results['runs'][-1]['state']} in {results['runs'][-1]['seconds']} s")
         sampler.phase = "settle"
         say(f"settling {args.settle:.0f} s ...")

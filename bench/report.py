@@ -624,6 +624,7 @@ STREAMING_JOB = "streaming job"
 SPARK_JOBS = "other Spark jobs"
 EXECUTOR_WORKERS = "executor workers"
 TASK_PROCESSES = "task processes"
+OUTSIDE = "outside the service trees"  # e.g. a spark-submit JVM whose task process was killed
 
 
 def memory_part(service: str, cmdline: Sequence[str]) -> str:
@@ -646,14 +647,14 @@ def memory_part(service: str, cmdline: Sequence[str]) -> str:
 # start order, the scheduler's tree beside the scheduler.
 PART_ORDER = ("postgres", "kafka", "namenode", "datanode", "airflow-api-server", "airflow-scheduler",
               EXECUTOR_WORKERS, TASK_PROCESSES, STREAMING_JOB, SPARK_JOBS, "airflow-dag-processor",
-              "airflow-triggerer")  # fmt: skip
+              "airflow-triggerer", OUTSIDE)  # fmt: skip
 
 
-def _part_rank(name: str) -> tuple[int, str]:
+def part_rank(name: str) -> tuple[int, str]:
     return (PART_ORDER.index(name) if name in PART_ORDER else len(PART_ORDER), name)
 
 
-def _total(parts: dict | None) -> dict | None:
+def memory_total(parts: dict | None) -> dict | None:
     if parts is None:
         return None
     return {
@@ -670,13 +671,13 @@ def summarize_memory(results: dict) -> dict:
     forked Airflow workers share most of their pages); the goal is judged on the first, or on
     summed RSS when the first could not be read (it is never smaller)."""
     after, peak = results.get("after"), results.get("peak") or {}
-    names = sorted({*(after or {}), *peak}, key=_part_rank)
+    names = sorted({*(after or {}), *peak}, key=part_rank)
     parts = [
         {"part": n, "after": (after or {}).get(n), "peak_rss_mib": (peak.get(n) or {}).get("rss_mib", 0.0)}
         for n in names
     ]
-    total = _total(after) or {"processes": 0, "rss_mib": None, "pss_mib": None}
-    total["peak_rss_mib"] = (_total(peak) or {"rss_mib": 0.0})["rss_mib"]
+    total = memory_total(after) or {"processes": 0, "rss_mib": None, "pss_mib": None}
+    total["peak_rss_mib"] = (memory_total(peak) or {"rss_mib": 0.0})["rss_mib"]
     total["stack_rss_mib"] = results.get("after_stack_rss_mib") if after is not None else None
     total["peak_stack_rss_mib"] = results.get("peak_stack_rss_mib")
     judged = total["stack_rss_mib"] if total["stack_rss_mib"] is not None else total["rss_mib"]
@@ -805,7 +806,7 @@ def summarize_stack(results: dict) -> dict:
         "up_s": [r["up_s"] for r in rounds],
         "goal_up_s": GOAL_UP_S,
         "goal_met": bool(known) and len(known) == len(healthy) and max(known) <= GOAL_UP_S,
-        "idle_total": _total(results.get("idle")),
+        "idle_total": memory_total(results.get("idle")),
         "idle_stack_rss_mib": results.get("idle_stack_rss_mib"),
     }
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import say, stop_on_signals  # noqa: E402
 from bench.memory_bench import sample, stack_rss_mib  # noqa: E402
-from bench.report import plot_stack, stack_title, summarize_stack, write_json  # noqa: E402
+from bench.report import part_rank, plot_stack, stack_title, summarize_stack, write_json  # noqa: E402
 from streamlab.config import StackConfig, free_ports  # noqa: E402
 from streamlab.stack.processes import stack_pids  # noqa: E402
 from streamlab.stack.registry import port_defaults  # noqa: E402
@@ -109,15 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         results["complete"] = True
     finally:
         say("down ...")
-        subprocess.run([sys.executable, "-m", "streamlab.stack", "down"], cwd=REPO, env=env,
-                       capture_output=True, timeout=300)  # fmt: skip
+        try:
+            subprocess.run([sys.executable, "-m", "streamlab.stack", "down"], cwd=REPO, env=env,
+                           capture_output=True, timeout=300)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            say("warning: `down` did not end within 300 s")
         results["left_after_down"] = len(stack_pids(str(home.resolve())))
         results["summary"] = summarize_stack(results)
         write_json(args.out / "stack.json", results)
         plot_stack(results["summary"], args.out / "stack.png", stack_title(results))
         say(f"wrote {args.out / 'stack.json'} and {args.out / 'stack.png'}")
-        if not args.home:
-            shutil.rmtree(home, ignore_errors=True)
+        if not args.home and results["left_after_down"] == 0:
+            shutil.rmtree(home, ignore_errors=True)  # else kept: its processes still use it
     for line in stack_table(results):
         say(line)
     return 0 if results["left_after_down"] == 0 else 1
@@ -135,7 +138,8 @@ def stack_table(results: dict) -> list[str]:
         f"\n  idle memory after {results['settings']['idle']:.0f} s:",
         f"  {'part':26}{'processes':>10}{'RSS MiB':>10}{'PSS MiB':>10}",
     ]
-    for name, part in results["idle"].items():
+    for name in sorted(results["idle"], key=part_rank):
+        part = results["idle"][name]
         lines.append(f"  {name:26}{part['processes']:>10}{part['rss_mib']:>10,.0f}{part['pss_mib']:>10,.0f}")
     total = s["idle_total"]
     lines.append(

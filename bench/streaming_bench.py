@@ -10,7 +10,7 @@ and writes its running totals to its own compacted topic:
 - `spark`: spark_jobs/wordcount_stream.py, with the spark-submit command line of DAG
   `streaming_wordcount` (spark_default's master, local[2] by default; checkpoint on HDFS);
 - `kafka_streams`: bench/kafka_streams (the same words, totals as the same text values),
-  exactly_once_v2 and 2 stream threads, -Xmx1g (Spark's driver default), `make bench-deps`
+  exactly_once_v2 and 2 stream threads, -Xmx512m (the heap the stack gives Spark's drivers), `make bench-deps`
   builds it (this script too, on first use).
 Rounds alternate the order (spark first, then the peer first, ...): background load that drifts
 during a run (the stack's own landing every 10 minutes) falls on both.
@@ -580,7 +580,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--peer-conf", action="append", default=[], help="k=v, a Kafka Streams setting of the peer"
     )
-    p.add_argument("--peer-heap", default="1g", help="the peer's -Xmx")
+    p.add_argument("--peer-heap", default="512m", help="the peer's -Xmx (the Spark driver's heap)")
     p.add_argument(
         "--out", type=Path, help="folder of streaming.json / streaming.png (default bench/results)"
     )

@@ -236,7 +236,8 @@ def test_memory_bench_quick_measures_every_part_after_its_workload(stack, tmp_pa
     results = json.loads((tmp_path / "memory.json").read_text())
     assert results["bench"] == "memory" and results["complete"]
     (phase,) = results["stream"]
-    assert phase["rate"] == 1000 and phase["lines"] == 5000 and phase["caught_up_s"] is not None
+    # the producer stops at its first 5 ms tick past 5 s: the last few lines may not be sent
+    assert phase["rate"] == 1000 and 4990 <= phase["lines"] <= 5000 and phase["caught_up_s"] is not None
     (run,) = results["runs"]
     assert run["dag_id"] == "kafka_to_hdfs_landing" and run["state"] == "success"
     after = results["after"]
@@ -249,7 +250,7 @@ def test_memory_bench_quick_measures_every_part_after_its_workload(stack, tmp_pa
     assert summary["total"]["rss_mib"] == sum(p["rss_mib"] for p in after.values())
     assert summary["total"]["peak_rss_mib"] >= max(s["rss_mib"] for s in results["timeline"]) - 1
     assert summary["goal_met"] in (True, False)  # judged, whatever the figure on this machine
-    assert "total after the workload" in stdout
+    assert "summed after the workload" in stdout and "the stack's RSS, each page once" in stdout
     with Image.open(tmp_path / "memory.png") as img:
         assert img.format == "PNG" and img.size[0] > 500
 
@@ -265,7 +266,9 @@ def test_stack_bench_quick_starts_restarts_and_stops_an_isolated_stack(stack, tm
     assert results["first_up_s"] > 0 and results["noop_up_s"] > 0
     for name in ("postgres", "kafka", "namenode", "datanode", "airflow-api-server", "airflow-scheduler"):
         assert results["idle"][name]["rss_mib"] > 10, name
-    if os.geteuid() == 0:  # frame numbers are readable: pages shared by forks counted once
+    from bench.memory_bench import stack_rss_mib
+
+    if stack_rss_mib([os.getpid()]) is not None:  # frame numbers readable: shared pages once
         assert 0 < results["idle_stack_rss_mib"] < results["summary"]["idle_total"]["rss_mib"]
     else:
         assert results["idle_stack_rss_mib"] is None
