@@ -98,7 +98,7 @@ class StackConfig:
     deps: Path = REPO / ".deps"
     spark_master: str = "local[2]"
     # The streaming job holds a slot for good; two Spark jobs besides it are what 2 cores take.
-    # Each slot is a LocalExecutor worker forked at the first task (~150 MiB RSS each).
+    # Each slot is a LocalExecutor worker, all forked when the executor starts (~150 MiB RSS each).
     airflow_parallelism: int = 3
 
     # ---- construction -------------------------------------------------------------------

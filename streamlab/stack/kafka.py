@@ -88,8 +88,8 @@ def write_config(cfg: StackConfig) -> None:
                     f"share.coordinator.state.topic.min.isr={min(rf, 2)}",
                     "group.initial.rebalance.delay.ms=0",
                     # The log cleaner (compaction of wordcounts, __consumer_offsets) keeps a dedupe
-                    # map on the heap for good: 128 MiB by default, 150 MiB live of a 256 MiB heap
-                    # here. 16 MiB maps ~700,000 keys a pass; more keys take more passes.
+                    # map on the heap for good: 128 MiB by default (of 150 MiB live here). 16 MiB
+                    # maps ~630,000 keys a pass; more keys take more passes.
                     "log.cleaner.dedupe.buffer.size=16777216",
                     "",
                 ]
