@@ -144,7 +144,8 @@ def stack_rss_mib(pids: list[int]) -> float | None:
 
 class Sampler(threading.Thread):
     """Samples the stack's memory every `interval` s; keeps each sample's totals and the sample
-    with the highest summed RSS."""
+    with the highest summed RSS. One sample at a time: the main thread's samples (before, after)
+    would otherwise interleave with this thread's and keep a lower peak."""
 
     def __init__(self, cfg: StackConfig, interval: float):
         super().__init__(daemon=True)
@@ -155,8 +156,13 @@ class Sampler(threading.Thread):
         self.peak: dict[str, dict] = {}
         self.peak_stack_rss_mib: float | None = None
         self.stopping = threading.Event()
+        self.lock = threading.Lock()
 
     def take(self) -> tuple[dict[str, dict], float | None]:
+        with self.lock:
+            return self._take()
+
+    def _take(self) -> tuple[dict[str, dict], float | None]:
         parts, pids = sample(self.cfg)
         stack_rss = stack_rss_mib(pids)
         total = memory_total(parts)
@@ -320,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         sampler.phase = "settle"
         say(f"settling {args.settle:.0f} s ...")
         time.sleep(args.settle)
+        sampler.stopping.set()
+        sampler.join(60)
         results["after"], results["after_stack_rss_mib"] = sampler.take()
         results["complete"] = True
     finally:

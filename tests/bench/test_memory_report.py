@@ -225,3 +225,35 @@ def test_a_day_is_triggered_with_its_own_interval_or_its_run_cleared(monkeypatch
     undated = FakeClient(conflict=True)  # a conflict without a day is an error, not a re-run
     with pytest.raises(urllib.error.HTTPError):
         memory_bench.run_dag(undated, "kafka_to_hdfs_landing", 60)
+
+
+def test_samples_taken_at_once_keep_the_highest_as_the_peak(monkeypatch):
+    """The sampler's thread and the main thread's last sample can overlap: the peak must still
+    be the highest sample, whatever the interleaving (a slow total makes both read the old peak)."""
+    import threading
+    import time
+
+    from bench import memory_bench
+
+    samples = iter([{"kafka": part(1, 3050.0, 1.0)}, {"kafka": part(1, 3000.0, 1.0)}])
+    lock = threading.Lock()
+
+    def fake_sample(cfg):
+        with lock:
+            return next(samples), []
+
+    def slow_total(parts):
+        time.sleep(0.1)
+        return report.memory_total(parts)
+
+    monkeypatch.setattr(memory_bench, "sample", fake_sample)
+    monkeypatch.setattr(memory_bench, "stack_rss_mib", lambda pids: None)
+    monkeypatch.setattr(memory_bench, "memory_total", slow_total)
+    sampler = memory_bench.Sampler(cfg=None, interval=60)
+    first = threading.Thread(target=sampler.take)
+    first.start()
+    time.sleep(0.05)
+    sampler.take()
+    first.join()
+    assert sampler.peak["kafka"]["rss_mib"] == 3050.0
+    assert [s["rss_mib"] for s in sampler.timeline] == [3050.0, 3000.0]

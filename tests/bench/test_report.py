@@ -266,3 +266,44 @@ def test_an_interrupted_run_says_so_in_its_chart_title():
     results = {"started": "2026-12-01T11:00:00+00:00", "host": {"cpus": 2}, "settings": {"rounds": 3},
                "rounds": two_rounds(), "complete": False}  # fmt: skip
     assert "2 round(s) of 3, interrupted" in report.streaming_title(results)
+
+
+class CountingProducer:
+    """confluent_kafka.Producer as PacedProducer uses it, counting what it is given."""
+
+    def __init__(self, config):
+        self.values = []
+
+    def produce(self, topic, value):
+        self.values.append(value)
+
+    def poll(self, timeout):
+        return 0
+
+    def flush(self, timeout):
+        return 0
+
+
+def test_paced_producer_sends_every_line_even_when_a_tick_comes_late(monkeypatch):
+    """A busy machine can wake the producer late, past the end of its phase: the lines still due
+    are sent, not dropped (a phase of 1,000 lines/s for 1 s is 1,000 lines, 100 with markers)."""
+    import time
+
+    from bench import streaming_bench
+
+    monkeypatch.setattr(streaming_bench, "Producer", CountingProducer)
+    real_sleep, stalled = time.sleep, []
+
+    def sleep(seconds):
+        if not stalled and time.perf_counter() - start > 0.7:
+            stalled.append(True)
+            real_sleep(0.5)  # one tick wakes 0.2 s past the end
+        real_sleep(seconds)
+
+    monkeypatch.setattr(streaming_bench.time, "sleep", sleep)
+    producer = streaming_bench.PacedProducer(type("Cfg", (), {"kafka_bootstrap": "127.0.0.1:1"})(), "in", "t")
+    start = time.perf_counter()
+    producer.run(1000, 1.0, marker_every=10)
+    assert stalled and time.perf_counter() - start >= 1.0
+    assert len(producer.producer.values) == producer.produced == 1000
+    assert producer.seq == 100 and len(producer.sent_at) == 100
