@@ -295,6 +295,17 @@ def _rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def covered_s(spans: list[tuple[int, int]]) -> float:
+    """Seconds covered by (start ms, end ms) spans, a stretch covered by several counted once."""
+    total, reach = 0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total, reach = total + end - start, end
+        elif end > reach:
+            total, reach = total + end - reach, end
+    return total / 1000
+
+
 def landing_run_figures(wall_s: float, report: dict) -> dict:
     """One landing run's figures from its wall time and its run report (`LANDING_REPORT_JSON`).
 
@@ -305,7 +316,9 @@ def landing_run_figures(wall_s: float, report: dict) -> dict:
     its first fetch (before the first record). The rest of the wall time is the run's fixed
     cost: fixed_s = launch_s (JVM, Python, the report: the wall outside the topics) +
     spark_startup_s + protocol_s (recover, plan, the Spark job's scheduling, compaction,
-    snapshot, of every topic)."""
+    snapshot, of every topic). Topics landed side by side (--parallel-topics) overlap: the run's
+    data time is the time covered by at least one topic's data time, and the time in the topics
+    the time covered by at least one topic."""
     topics = []
     for t in report.get("topics", []):
         totals = t.get("totals") or {}
@@ -333,14 +346,19 @@ def landing_run_figures(wall_s: float, report: dict) -> dict:
             }
         )
     records = sum(t["records"] for t in topics)
-    data = [t["data_s"] for t in topics]
-    data_s = sum(data) if topics and None not in data else None
+    raw = report.get("topics", [])
+    data_s = in_topics_s = None
+    if topics and None not in [t["data_s"] for t in topics]:
+        data_s = covered_s(
+            [(t["first_record_ms"], t["committed_ms"]) for t in raw if t.get("first_record_ms")]
+        )
+    if topics and all(t.get("started_ms") is not None and t.get("finished_ms") is not None for t in raw):
+        in_topics_s = covered_s([(t["started_ms"], t["finished_ms"]) for t in raw])
+    elif topics and None not in [t["seconds"] for t in topics]:
+        in_topics_s = sum(t["seconds"] for t in topics)  # a report from before the instants: in turn
     startup = report.get("spark_startup_s")
-    protocol = [t["protocol_s"] for t in topics]
     # Spark starts lazily, inside the first topic's write: its start-up is not the protocol's.
-    protocol_s = sum(protocol) - (startup or 0) if topics and None not in protocol else None
-    seconds = [t["seconds"] for t in topics]
-    in_topics_s = sum(seconds) if topics and None not in seconds else None
+    protocol_s = None if data_s is None or in_topics_s is None else in_topics_s - data_s - (startup or 0)
     figures = {
         "wall_s": round(wall_s, 3),
         "status": report.get("status"),

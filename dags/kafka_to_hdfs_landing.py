@@ -20,6 +20,8 @@ through `webhdfs_default`.
   they were landed, the run fails and names the topic, partition and offsets; set it to true
   to skip them (recorded in the report). `topics`: `name=text|bytes` entries to land instead of
   the topics file's (the Asset events are emitted for the topics-file topics only).
+  `parallel_topics` (default 4): how many topics are landed at once, each with its own commit
+  and Spark job (1: one after the other).
 - **Freshness alert**: a run not finished `STREAMLAB_LANDING_DEADLINE_MINUTES` (30) after it
   was queued fires a deadline alert (streamlab/alerts.py, README "Freshness alerts").
 - **Report** (task `report`): per topic-partition offset range, records, bytes, files,
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from airflow.sdk import Asset, Param, dag, task
 
-from streamlab import alerts, deps, lake
+from streamlab import alerts, deps, lake, landing_run
 from streamlab.landing_operator import LandingSubmitOperator
 from streamlab.topics import landed_topics
 
@@ -72,6 +74,12 @@ ASSETS = {t.name: Asset(**lake.raw_asset(t.name)) for t in LANDED}
             description="the topic was deleted and re-created, or a partition truncated: fail, or land "
             "what it holds now as a new generation of files (docs/landing.md)",
         ),
+        "parallel_topics": Param(
+            landing_run.PARALLEL_TOPICS,
+            type="integer",
+            minimum=1,
+            description="topics landed at once, each with its own commit and Spark job (1: in turn)",
+        ),
         "topics": Param(
             [f"{t.name}={t.value_format}" for t in LANDED],
             type="array",
@@ -98,6 +106,7 @@ def kafka_to_hdfs_landing():
             "{{ run_id }}",
             "--accept-data-loss={{ params.accept_data_loss }}",
             "--on-topic-reset={{ params.on_topic_reset }}",
+            "--parallel-topics={{ params.parallel_topics }}",
             "--exit-with-launcher",
         ],
         execution_timeout=timedelta(minutes=45),

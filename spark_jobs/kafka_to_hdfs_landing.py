@@ -209,16 +209,23 @@ class KafkaOffsets:
         admin.setProperty("client.id", "streamlab-landing-admin")
         self.admin_props = admin
         self.admin = None
+        # KafkaConsumer is for one thread at a time; topics landed side by side share it.
+        self._lock = threading.Lock()
 
     def topic_id(self, topic: str) -> str | None:
-        if self.admin is None:
-            self.admin = self.jvm.org.apache.kafka.clients.admin.Admin.create(self.admin_props)
+        with self._lock:
+            if self.admin is None:
+                self.admin = self.jvm.org.apache.kafka.clients.admin.Admin.create(self.admin_props)
         names = self.jvm.java.util.Collections.singletonList(topic)
         seconds = self.jvm.java.util.concurrent.TimeUnit.SECONDS
         described = self.admin.describeTopics(names).allTopicNames().get(self.timeout_s, seconds)
         return described.get(topic).topicId().toString()
 
     def available(self, topic: str) -> dict[int, tuple[int, int]]:
+        with self._lock:
+            return self._available(topic)
+
+    def _available(self, topic: str) -> dict[int, tuple[int, int]]:
         infos = self.consumer.partitionsFor(topic, self.timeout)
         if infos is None or infos.isEmpty():
             raise landing.LandingError(f"topic {topic!r} does not exist in Kafka")
@@ -230,7 +237,8 @@ class KafkaOffsets:
         return {tp.partition(): (int(begin.get(tp)), int(end.get(tp))) for tp in tps}
 
     def close(self) -> None:
-        self.consumer.close()
+        with self._lock:
+            self.consumer.close()
         if self.admin is not None:
             self.admin.close()
 
@@ -241,14 +249,16 @@ class LazySpark:
     def __init__(self):
         self.session: SparkSession | None = None
         self.startup_s: float | None = None
+        self._lock = threading.Lock()  # topics landed side by side ask for it at once
 
     def get(self) -> SparkSession:
-        if self.session is None:
-            t = time.monotonic()
-            self.session = SparkSession.builder.getOrCreate()
-            self.startup_s = round(time.monotonic() - t, 3)
-            log.info("Spark session started in %.1f s", self.startup_s)
-        return self.session
+        with self._lock:
+            if self.session is None:
+                t = time.monotonic()
+                self.session = SparkSession.builder.getOrCreate()
+                self.startup_s = round(time.monotonic() - t, 3)
+                log.info("Spark session started in %.1f s", self.startup_s)
+            return self.session
 
     def stop(self) -> None:
         if self.session is not None:

@@ -938,7 +938,7 @@ def land_topic(
     anything is published)."""
     opts = options or LandingOptions()
     topic = paths.topic
-    started = time.monotonic()
+    started, started_ms = time.monotonic(), now_ms()
     phases = _Phases()
     notes = recover(fs, paths)
     phases.mark("recover")
@@ -1047,6 +1047,7 @@ def land_topic(
     report["timings_s"] = phases.seconds
     # first record fetched -> commit published: the run's data time, without any start-up
     report["first_record_ms"], report["committed_ms"] = first_record_ms, committed_ms
+    report["started_ms"], report["finished_ms"] = started_ms, now_ms()  # topics may overlap in a run
     return report
 
 

@@ -1,4 +1,4 @@
-"""One landing run: its arguments, the topics in turn, the consumer group mirror, the run report.
+"""One landing run: its arguments, its topics, the consumer group mirror, the run report.
 
 The commit protocol of each topic is `streamlab.landing.land_topic`; a run gives it a file
 system, a source of Kafka offsets and a staging writer. Two processes run it, with the same
@@ -21,7 +21,9 @@ import base64
 import json
 import logging
 import posixpath
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,6 +41,9 @@ KAFKA_DEFAULTS = {
     "isolation.level": "read_committed",
 }
 KAFKA_TIMEOUT_S = 30
+# A topic's protocol is mostly waiting on NameNode and Kafka round trips, and its small Spark
+# job leaves task slots free: a few topics at once fill them (bench/landing_bench.py, the matrix).
+PARALLEL_TOPICS = 4
 
 
 # ---- arguments ------------------------------------------------------------------------------
@@ -50,6 +55,12 @@ def _bool(value: str) -> bool:
     if value.lower() in ("0", "false", "no", "off", "", "none"):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {value!r}")
+    return int(value)
 
 
 def _topic(value: str) -> tuple[str, str]:
@@ -89,6 +100,9 @@ def parse_args(argv: Sequence[str] | None = None, description: str | None = None
                         "land what the topic holds now as a new generation of files")  # fmt: skip
     p.add_argument("--keep-snapshots", type=int, default=landing.LandingOptions.keep_snapshots,
                    help="HDFS snapshots of each topic folder kept, one per commit (0: none)")  # fmt: skip
+    p.add_argument("--parallel-topics", type=_positive, default=PARALLEL_TOPICS,
+                   help="topics landed at once, each with its own protocol and Spark job (1: one "
+                        "after the other)")  # fmt: skip
     p.add_argument(
         "--kafka-option",
         action="append",
@@ -177,39 +191,55 @@ def run(
     writer: landing.StagingWriter | None,
     finish: Callable[[], Mapping[str, Any]] = dict,
 ) -> dict[str, Any] | None:
-    """Land every topic of `args` in turn; write the run report (HDFS and stdout) and return it.
+    """Land every topic of `args`; write the run report (HDFS and stdout) and return it.
 
-    `finish` runs after the topics (e.g. stops Spark) and returns fields for the report.
-    `writer` None: a run without staging; None is returned, and no report written, as soon as a
-    topic has records to land."""
+    With a writer, up to `args.parallel_topics` topics are landed at once: each topic's protocol
+    is its own (its log, its plan, its commit), so landing them side by side changes nothing of
+    its guarantee; Spark shares its task slots among their jobs. `finish` runs after the topics
+    (e.g. stops Spark) and returns fields for the report. `writer` None: a run without staging,
+    one topic after the other; None is returned, and no report written, as soon as a topic has
+    records to land."""
     # A report left by an earlier attempt of this run must not outlive a crash of this one.
     report_at = args.report_path or lake.report_path(args.run_id, args.reports_root)
     fs.delete(report_at)
     opts = landing_options(args)
     started = datetime.now(timezone.utc)
-    reports = []
     group = (
         kafka_groups.GroupCommitter(args.bootstrap_servers, args.consumer_group)
         if args.consumer_group
         else None
     )
+    group_lock = threading.Lock()  # one librdkafka consumer for every topic's commit
+
+    def land(name: str, fmt: str) -> dict[str, Any]:
+        paths = lake.TopicPaths(name, args.raw_root, args.quarantine_root)
+        try:
+            report = landing.land_topic(fs, paths, offsets, writer, opts, args.run_id, fmt)
+        except landing.StagingNeeded:
+            raise
+        except Exception as e:  # report it, land the other topics, fail at the end
+            if writer is None and not isinstance(e, landing.LandingError):
+                raise  # WebHDFS or librdkafka, not the landing: the Spark job's run decides
+            log.exception("topic %s failed", name)
+            return {"topic": name, "status": "error", "error_type": type(e).__name__, "error": str(e)[:4000]}
+        if group is not None:
+            with group_lock:
+                mirror_to_group(report, group, fs, paths)
+        return report
+
+    parallel = 1 if writer is None else min(args.parallel_topics, len(args.topic))
     try:
-        for name, fmt in args.topic:
-            paths = lake.TopicPaths(name, args.raw_root, args.quarantine_root)
-            try:
-                reports.append(landing.land_topic(fs, paths, offsets, writer, opts, args.run_id, fmt))
-            except landing.StagingNeeded as e:
-                log.info("%s: the run goes to Spark", e)
-                return None
-            except Exception as e:  # report it, land the other topics, fail at the end
-                if writer is None and not isinstance(e, landing.LandingError):
-                    raise  # WebHDFS or librdkafka, not the landing: the Spark job's run decides
-                log.exception("topic %s failed", name)
-                reports.append({"topic": name, "status": "error", "error_type": type(e).__name__,
-                                "error": str(e)[:4000]})  # fmt: skip
-                continue
-            if group is not None:
-                mirror_to_group(reports[-1], group, fs, paths)
+        if parallel > 1:
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="land") as pool:
+                reports = list(pool.map(lambda topic: land(*topic), args.topic))
+        else:
+            reports = []
+            for name, fmt in args.topic:
+                try:
+                    reports.append(land(name, fmt))
+                except landing.StagingNeeded as e:
+                    log.info("%s: the run goes to Spark", e)
+                    return None
     finally:
         extra = dict(finish())
         if group is not None:
@@ -224,6 +254,7 @@ def run(
         "file_system": getattr(fs, "uri", None),
         "raw_root": args.raw_root,
         "quarantine_root": args.quarantine_root,
+        "parallel_topics": parallel,
         "topics": reports,
         **extra,
     }

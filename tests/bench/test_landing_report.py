@@ -73,6 +73,23 @@ def test_a_runs_rate_is_its_records_over_the_time_from_first_record_to_commit():
     assert "error" not in figures and figures["spark"] is True
 
 
+def test_topics_landed_side_by_side_count_each_second_of_the_run_once():
+    """--parallel-topics: spans that overlap are one stretch of the run, not the sum."""
+    a = topic_report("a", 3_000_000, T0 + 5_000, T0 + 9_000, 9.5)  # data 5-9 s, in the run 0-9.5 s
+    b = topic_report("b", 1_000_000, T0 + 8_000, T0 + 10_000, 4.0)  # data 8-10 s, in the run 6-10 s
+    a["started_ms"], a["finished_ms"] = T0, T0 + 9_500
+    b["started_ms"], b["finished_ms"] = T0 + 6_000, T0 + 10_000
+    figures = report.landing_run_figures(12.0, run_report(a, b, startup=4.0))
+    assert figures["data_s"] == 5.0  # 5 s to 10 s: the 1 s both moved data counted once
+    assert figures["records_per_s"] == 800_000
+    assert figures["launch_s"] == 2.0  # the wall outside the 10 s some topic was running
+    assert figures["protocol_s"] == 1.0  # 10 s in topics - 5 s of data - 4 s of start-up
+    assert figures["fixed_s"] == figures["launch_s"] + figures["spark_startup_s"] + figures["protocol_s"]
+    assert report.covered_s([(0, 1000), (2000, 3000)]) == 2.0
+    assert report.covered_s([(0, 3000), (1000, 2000), (2500, 4000)]) == 4.0
+    assert report.covered_s([]) == 0.0
+
+
 def test_a_topic_with_nothing_new_has_no_data_time_and_a_run_without_records_no_rate():
     noop = topic_report("a", 0, None, T0, 0.4, status="noop")
     figures = report.landing_run_figures(5.0, run_report(noop, startup=None))

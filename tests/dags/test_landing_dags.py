@@ -32,6 +32,7 @@ def test_landing_dag_is_one_spark_submit_and_a_report(dags):
     args = " ".join(land.application_args)
     assert "{{ conn.kafka_default.extra_dejson['bootstrap.servers'] }}" in args
     assert "--accept-data-loss={{ params.accept_data_loss }}" in args and "{{ run_id }}" in args
+    assert "--parallel-topics={{ params.parallel_topics }}" in args and dag.params["parallel_topics"] == 4
     assert [a.name for a in report.outlets] == ["raw/Hello-Kafka"]
 
 

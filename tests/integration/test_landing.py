@@ -290,6 +290,31 @@ def test_fault_loop_with_sigkill_lands_every_record_exactly_once(stack, new_topi
     assert not webhdfs.list(f"/data/raw/{topic}/_landing/staging")
 
 
+@pytest.mark.timeout(900)
+def test_topics_landed_side_by_side_stay_exactly_once_through_a_kill(stack, new_topic, webhdfs):
+    """--parallel-topics: three topics' protocols and Spark jobs at once in one spark-submit. A
+    run killed once the first topic's staging is done (the others staging or committing beside
+    it) leaves each topic exactly once for a plain reader; the next run completes every one."""
+    seed = int(os.environ.get("STREAMLAB_FAULT_SEED", time.time()))
+    rng = random.Random(seed)
+    topics = [new_topic(f"side{i}", partitions=2) for i in range(3)]
+    produced = {t: produce(stack, t, random_values(rng, 3000, 0.01), partitions=2) for t in topics}
+    spec = ",".join(topics)
+    rc, report, out = land(stack, spec, f"{topics[0]}-killed", "--parallel-topics", "3",
+                           kill_on=("undecodable)", rng.uniform(0, 1.0)))  # fmt: skip
+    print(f"seed {seed}: first run {'killed' if rc is None else f'finished ({rc})'}")
+    for t in topics:
+        check_exactly_once(webhdfs, t, produced[t], complete=False)
+    rc, report, out = land(stack, spec, f"{topics[0]}-final", "--parallel-topics", "3")
+    assert rc == 0, f"{[t.get('error') for t in (report or {}).get('topics', [])]}\n{out[-3000:]}"
+    assert report["parallel_topics"] == 3 and [t["topic"] for t in report["topics"]] == topics
+    # side by side: every topic started before any finished
+    assert max(t["started_ms"] for t in report["topics"]) < min(t["finished_ms"] for t in report["topics"])
+    for t in topics:
+        check_exactly_once(webhdfs, t, produced[t], complete=True)
+    assert {p["lag_after"] for t in report["topics"] for p in t["partitions"]} == {0}
+
+
 # ---- retention gap and quarantine ----------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import threading
 import uuid
 from collections import Counter
 
@@ -842,3 +843,85 @@ def test_without_a_writer_only_landing_errors_are_reported_others_go_to_spark(se
         landing_run.run(args, fs, Down(), None)
     writer = FakeWriter(fs, kafka)
     assert landing_run.run(args, fs, Down(), writer)["topics"][0]["error_type"] == "ConnectionError"
+
+
+class TopicsKafka:
+    """Several topics, each a FakeKafka (which ignores the name it is asked about)."""
+
+    def __init__(self, names):
+        self.topics = {name: FakeKafka(partitions=2) for name in names}
+
+    def topic_id(self, topic):
+        return f"id-{topic}"
+
+    def available(self, topic):
+        return self.topics[topic].available(topic)
+
+
+class OverlapWriter:
+    """Stages each topic with its FakeWriter and counts the writes in flight. The first `hold`
+    writes wait (at most 10 s) until `hold` are in flight, so a run that lands `hold` topics side
+    by side shows them at once (one that lands them in turn shows 1, after the waits time out)."""
+
+    def __init__(self, fs, kafka, hold):
+        self.fs, self.kafka, self.hold = fs, kafka, hold
+        self.cond = threading.Condition()
+        self.started = self.in_flight = self.most = 0
+
+    def write(self, plan, staging_dir, records_per_file):
+        with self.cond:
+            self.started += 1
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.cond.notify_all()
+            if self.started <= self.hold:
+                self.cond.wait_for(lambda: self.in_flight >= self.hold, timeout=10)
+        try:
+            return FakeWriter(self.fs, self.kafka.topics[plan["topic"]]).write(
+                plan, staging_dir, records_per_file
+            )
+        finally:
+            with self.cond:
+                self.in_flight -= 1
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_run_lands_its_topics_side_by_side_each_exactly_once(tmp_path, parallel):
+    """--parallel-topics N: N topics' protocols and writes at once (each its own log, plan and
+    commit); every topic lands each record once, a failing topic fails alone, the report keeps
+    the topics' order and says when each started and ended."""
+    from streamlab import landing_run
+
+    fs = LocalFileSystem()
+    names = [f"t{i}" for i in range(7)]
+    kafka = TopicsKafka(names)
+    for i, name in enumerate(names):
+        produce_batch(kafka.topics[name], 10 + i, T0)
+    kafka.topics["t5"].earliest[0] = 2  # retention deleted records never landed: that topic fails
+    args = landing_run.parse_args(
+        ["--bootstrap-servers", "x:1", "--topic", ",".join(names), "--consumer-group", "",
+         "--parallel-topics", str(parallel), "--compact", "false", "--raw-root", str(tmp_path / "raw"),
+         "--quarantine-root", str(tmp_path / "q"), "--reports-root", str(tmp_path / "reports")]
+    )  # fmt: skip
+    writer = OverlapWriter(fs, kafka, hold=parallel)
+    report = landing_run.run(args, fs, kafka, writer)
+    assert writer.most == parallel
+    assert report["parallel_topics"] == parallel
+    assert [t["topic"] for t in report["topics"]] == names
+    assert report["status"] == "failed" and report["failed_topics"] == ["t5"]
+    assert report["topics"][5]["error_type"] == "DataLossError"
+    for name, t in zip(names, report["topics"], strict=True):
+        if name == "t5":
+            continue
+        paths = TopicPaths(name, raw_root=str(tmp_path / "raw"), quarantine_root=str(tmp_path / "q"))
+        check_exactly_once(fs, paths, kafka.topics[name], complete=True)
+        assert t["status"] == "landed" and t["started_ms"] <= t["committed_ms"] <= t["finished_ms"]
+    again = landing_run.run(args, fs, kafka, OverlapWriter(fs, kafka, hold=0))
+    assert [t["status"] for t in again["topics"] if t["topic"] != "t5"] == ["noop"] * 6
+
+
+def test_parallel_topics_must_be_a_positive_number():
+    from streamlab import landing_run
+
+    with pytest.raises(SystemExit):
+        landing_run.parse_args(["--bootstrap-servers", "x:1", "--topic", "a", "--parallel-topics", "0"])
