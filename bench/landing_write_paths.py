@@ -78,6 +78,9 @@ def main() -> None:
             "slices": [{"partition": p, "from": lo, "until": hi} for p, (lo, hi) in sorted(ends.items())],
         }  # fmt: skip
         out = json.loads(jvm.streamlab.KafkaParquetStager.stage(spark._jsparkSession, json.dumps(request)))
+        for sl in out["slices"]:  # where a task's time went: Kafka's poll (fetch + parse) against the rest
+            print(f"  partition {sl['partition']}: task {sl.get('task_ms')} ms, poll {sl.get('poll_ms')} ms, "
+                  f"closing files {sl.get('close_ms')} ms", flush=True)  # fmt: skip
         return out["records"]
 
     print(f"{args.topic}: {records:,} records in {len(ends)} partitions; {cores} cores", flush=True)

@@ -303,13 +303,16 @@ class JvmStagingWriter:
         if result.get("skipped_offsets"):
             log.warning("topic %s: %d offsets deleted by Kafka were skipped (accept_data_loss)",
                         plan["topic"], result["skipped_offsets"])  # fmt: skip
+        slices = result.get("slices", [])
         log.info(
-            "topic %s run %s: read %d records in %d slices (%d undecodable)",
+            "topic %s run %s: read %d records in %d slices (%d undecodable); per slice, ms in the task, "
+            "in Kafka's poll (fetch and parse), closing files: %s",
             plan["topic"], plan["seq"], result["records"], len(request["slices"]), result["quarantined"],
+            [(sl.get("task_ms"), sl.get("poll_ms"), sl.get("close_ms")) for sl in slices],
         )  # fmt: skip
         gaps = [
             {"partition": sl["partition"], "start": lo, "end": hi}
-            for sl in result.get("slices", [])
+            for sl in slices
             for lo, hi in sl.get("skipped_ranges", [])
         ]
         return landing.WriteResult(

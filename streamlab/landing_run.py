@@ -133,6 +133,12 @@ def parse_args(argv: Sequence[str] | None = None, description: str | None = None
             p.error(str(e))
     if not args.topic:
         p.error("no topic: give --topic NAME[=text|bytes] or --topics-file")
+    # Each topic once: two threads landing one topic would fence each other (one would fail).
+    formats: dict[str, str] = {}
+    for name, fmt in args.topic:
+        if formats.setdefault(name, fmt) != fmt:
+            p.error(f"topic {name!r} is given as {formats[name]} and as {fmt}: give one value format")
+    args.topic = list(formats.items())
     args.run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y-%m-%dT%H%M%S}"
     return args
 

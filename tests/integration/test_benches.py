@@ -275,3 +275,33 @@ def test_stack_bench_quick_starts_restarts_and_stops_an_isolated_stack(stack, tm
     assert "up from stopped to all healthy" in stdout
     with Image.open(tmp_path / "stack.png") as img:
         assert img.format == "PNG" and img.size[0] > 500
+
+
+BUSY_JAVA = """public class Busy {
+  public static void main(String[] args) {
+    long end = System.nanoTime() + 3_000_000_000L, x = 1;
+    while (System.nanoTime() < end) { x = x * 31 + 7; }
+    System.out.println("done " + x);
+  }
+}
+"""
+
+
+def test_cpu_bench_splits_a_jvm_command_into_its_thread_groups(stack, tmp_path):
+    """bench/cpu_bench.py around a JVM (a 3-s busy loop, compiled from source at launch): samples
+    taken while it ran, its main thread busy, its JIT compilers seen apart, its output kept."""
+    (tmp_path / "Busy.java").write_text(BUSY_JAVA)
+    out = tmp_path / "cpu.json"
+    bench = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "cpu_bench.py"), "--out", str(out), "--",
+         "java", "-XX:+UseSerialGC", str(tmp_path / "Busy.java")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["exit_code"] == 0 and any(line.startswith("done ") for _, line in results["lines"])
+    assert len(results["samples"]) >= 2
+    means = results["means"]
+    assert means["command: other"] > 20  # the main thread's loop (a busy core is 100)
+    assert any(part.startswith("command: JIT") for part in means), means
+    assert any(not part.startswith("command") for part in means), means  # the stack sampled beside it

@@ -920,8 +920,13 @@ def test_a_run_lands_its_topics_side_by_side_each_exactly_once(tmp_path, paralle
     assert [t["status"] for t in again["topics"] if t["topic"] != "t5"] == ["noop"] * 6
 
 
-def test_parallel_topics_must_be_a_positive_number():
+def test_parallel_topics_must_be_a_positive_number_and_each_topic_is_landed_once(capsys):
     from streamlab import landing_run
 
     with pytest.raises(SystemExit):
         landing_run.parse_args(["--bootstrap-servers", "x:1", "--topic", "a", "--parallel-topics", "0"])
+    args = landing_run.parse_args(["--bootstrap-servers", "x:1", "--topic", "a,b", "--topic", "a=text"])
+    assert args.topic == [("a", "text"), ("b", "text")]  # not twice: two threads would fence each other
+    with pytest.raises(SystemExit):
+        landing_run.parse_args(["--bootstrap-servers", "x:1", "--topic", "a,a=bytes"])
+    assert "'a' is given as text and as bytes" in capsys.readouterr().err

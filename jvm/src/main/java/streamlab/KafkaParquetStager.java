@@ -93,7 +93,8 @@ public final class KafkaParquetStager {
    * fail_on_data_loss, poll_timeout_ms, reason, spark_version. Returns JSON: records, quarantined,
    * files, skipped_offsets (deleted by Kafka, only when data loss is accepted), first_record_ms
    * (epoch ms of the first record fetched, absent when none), per slice details (with
-   * skipped_ranges: [from, until) pairs).
+   * skipped_ranges: [from, until) pairs, and task_ms / poll_ms / close_ms: the task's time, the
+   * part of it in KafkaConsumer.poll (fetching and parsing records), and closing its files).
    */
   public static String stage(SparkSession spark, String requestJson) throws IOException {
     ObjectMapper mapper = new ObjectMapper();
@@ -165,6 +166,7 @@ public final class KafkaParquetStager {
     TopicPartition tp = new TopicPartition(topic, partition);
     long records = 0, quarantined = 0, skipped = 0;
     long firstRecordMs = -1; // the job's own clock for throughput starts at the first record fetched
+    long pollNanos = 0, started = System.nanoTime();
     ArrayNode skippedRanges = mapper.createArrayNode();
     try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
       consumer.assign(List.of(tp));
@@ -173,8 +175,10 @@ public final class KafkaParquetStager {
       long lastProgress = System.currentTimeMillis();
       while (next < until) {
         ConsumerRecords<byte[], byte[]> batch;
+        long polling = System.nanoTime();
         try {
           batch = consumer.poll(Duration.ofMillis(500));
+          pollNanos += System.nanoTime() - polling;
         } catch (OffsetOutOfRangeException e) {
           long earliest = consumer.beginningOffsets(List.of(tp)).get(tp);
           if (failOnDataLoss || earliest <= next) {
@@ -223,8 +227,12 @@ public final class KafkaParquetStager {
       files.abort();
       throw e;
     }
+    long closing = System.nanoTime();
     int fileCount = files.closeAll();
+    long closeNanos = System.nanoTime() - closing;
     ObjectNode out = mapper.createObjectNode();
+    out.put("task_ms", (System.nanoTime() - started) / 1_000_000).put("poll_ms", pollNanos / 1_000_000)
+        .put("close_ms", closeNanos / 1_000_000);
     out.put("partition", partition).put("from", from).put("until", until).put("records", records)
         .put("quarantined", quarantined).put("files", fileCount).put("skipped_offsets", skipped);
     if (firstRecordMs >= 0) {
