@@ -26,13 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import psutil  # noqa: E402
-
 from bench.common import say  # noqa: E402
-from bench.report import memory_part  # noqa: E402
+from bench.memory_bench import stack_parts  # noqa: E402
 from streamlab.config import StackConfig  # noqa: E402
-from streamlab.stack.processes import descendants, running_pid  # noqa: E402
-from streamlab.stack.registry import services  # noqa: E402
+from streamlab.stack.processes import descendants  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 COMMAND = "command"
@@ -79,17 +76,10 @@ def uptime_ticks() -> float:
 
 
 def owners(cfg: StackConfig, command_pid: int) -> dict[int, str]:
-    """pid -> part: the command's processes (its JVM's threads grouped apart), each service's."""
+    """pid -> part: the command's processes (its JVM's threads grouped apart), the stack's."""
     found = {p: COMMAND for p in [command_pid, *descendants([command_pid])]}
-    for svc in services(cfg):
-        pid = running_pid(cfg, svc.name)
-        for p in [pid, *descendants([pid])] if pid else []:
-            if p in found:
-                continue
-            try:
-                found[p] = memory_part(svc.name, psutil.Process(p).cmdline())
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
+    for p, part in stack_parts(cfg).items():
+        found.setdefault(p, part)
     return found
 
 

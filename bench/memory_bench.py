@@ -66,36 +66,34 @@ BATCH_DAG = "hdfs_batch_reprocessing"
 FINAL_STATES = {"success", "failed"}
 
 
+def stack_parts(cfg: StackConfig) -> dict[int, str]:
+    """pid -> part of every process of the stack, now: each service's process and its
+    descendants (`memory_part`), then the stack's processes that left their service's tree
+    (OUTSIDE: a spark-submit JVM whose task process was killed is re-parented to init)."""
+    found: dict[int, str] = {}
+    for svc in services(cfg):
+        pid = running_pid(cfg, svc.name)
+        for p in [pid, *descendants([pid])] if pid else []:
+            try:
+                found.setdefault(p, memory_part(svc.name, psutil.Process(p).cmdline()))
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+    for p in stack_pids(str(cfg.home.resolve())):
+        found.setdefault(p, OUTSIDE)
+    return found
+
+
 def sample(cfg: StackConfig) -> tuple[dict[str, dict], list[int]]:
     """part -> {"processes", "rss_mib", "pss_mib"} for every process of the stack, now; and
     their pids."""
     parts: dict[str, dict] = {}
     pids: list[int] = []
-    for svc in services(cfg):
-        pid = running_pid(cfg, svc.name)
-        for p in [pid, *descendants([pid])] if pid else []:
-            try:
-                proc = psutil.Process(p)
-                cmdline = proc.cmdline()
-                mem = proc.memory_full_info()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            empty = {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0}
-            part = parts.setdefault(memory_part(svc.name, cmdline), empty)
-            part["processes"] += 1
-            part["rss_mib"] += mem.rss / 2**20
-            part["pss_mib"] += mem.pss / 2**20
-            pids.append(p)
-    # A process of the stack can leave its service's tree: a spark-submit JVM whose task process
-    # was killed is re-parented to init. It still holds memory: counted apart.
-    for p in stack_pids(str(cfg.home.resolve())):
-        if p in pids:
-            continue
+    for p, name in stack_parts(cfg).items():
         try:
             mem = psutil.Process(p).memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        part = parts.setdefault(OUTSIDE, {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0})
+        part = parts.setdefault(name, {"processes": 0, "rss_mib": 0.0, "pss_mib": 0.0})
         part["processes"] += 1
         part["rss_mib"] += mem.rss / 2**20
         part["pss_mib"] += mem.pss / 2**20
