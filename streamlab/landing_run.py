@@ -201,10 +201,10 @@ def run(
 
     With a writer, up to `args.parallel_topics` topics are landed at once: each topic's protocol
     is its own (its log, its plan, its commit), so landing them side by side changes nothing of
-    its guarantee; Spark shares its task slots among their jobs. `finish` runs after the topics
-    (e.g. stops Spark) and returns fields for the report. `writer` None: a run without staging,
-    one topic after the other; None is returned, and no report written, as soon as a topic has
-    records to land."""
+    its guarantee; their Spark jobs take the task slots in the order they come (FIFO). `finish`
+    runs after the topics (e.g. stops Spark) and returns fields for the report. `writer` None: a
+    run without staging, one topic after the other; None is returned, and no report written, as
+    soon as a topic has records to land."""
     # A report left by an earlier attempt of this run must not outlive a crash of this one.
     report_at = args.report_path or lake.report_path(args.run_id, args.reports_root)
     fs.delete(report_at)
